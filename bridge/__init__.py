@@ -1,0 +1,1 @@
+"""The serial-to-MQTT bridge daemon."""

@@ -1,0 +1,84 @@
+"""What each kind of board line becomes on MQTT: pure translation, no I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from iotpipe import topics
+from iotpipe.wire import Answer, Event, Hello, Line, Reading, SensorError
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Translator:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def status(self, device: str, online: bool) -> Message:
+        payload = topics.ONLINE if online else topics.OFFLINE
+        return Message(topics.topic(self.base, device, "status"), payload, retain=True)
+
+    def message(self, line: Line, device: str, received_at: float) -> Message:
+        """``device`` is the board on this port (answers do not name it themselves)."""
+        match line:
+            case Reading():
+                telemetry = topics.Telemetry(
+                    line.device,
+                    line.boot,
+                    line.seq,
+                    round(received_at, 3),
+                    line.uptime_ms,
+                    line.metrics,
+                )
+                return Message(
+                    topics.topic(self.base, line.device, "telemetry"), telemetry.to_json()
+                )
+            case Hello():
+                meta = {
+                    "device": line.device,
+                    "boot": line.boot,
+                    "fw": line.fw,
+                    "board": line.board,
+                    "sensors": line.sensors,
+                    "units": line.units,
+                    "interval_ms": line.interval_ms,
+                    "ts": round(received_at, 3),
+                }
+                return Message(
+                    topics.topic(self.base, line.device, "meta"), _json(meta), retain=True
+                )
+            case SensorError():
+                event = {
+                    "device": line.device,
+                    "boot": line.boot,
+                    "uptime_ms": line.uptime_ms,
+                    "ts": round(received_at, 3),
+                    "event": "sensor_error",
+                    "data": {"sensor": line.sensor, "reason": line.reason},
+                }
+                return Message(topics.topic(self.base, line.device, "event"), _json(event))
+            case Event():
+                event = {
+                    "device": line.device,
+                    "boot": line.boot,
+                    "uptime_ms": line.uptime_ms,
+                    "ts": round(received_at, 3),
+                    "event": line.event,
+                    "data": line.data,
+                }
+                return Message(topics.topic(self.base, line.device, "event"), _json(event))
+            case Answer():
+                answer = {"id": line.id, "ok": line.ok}
+                answer.update({"result": line.result} if line.ok else {"error": line.error})
+                return Message(topics.topic(self.base, device, "reply"), _json(answer))

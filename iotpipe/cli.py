@@ -1,0 +1,99 @@
+"""The `iotpipe` command: argument parsing and one place that turns errors into messages.
+
+Each sub-command lives in its own thin module with ``configure(parser)`` and
+``run(args)``; the table below is the whole list. Those modules import their heavy parts
+inside ``run``, so `iotpipe bridge` on a Raspberry Pi never loads Flask or plotly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from iotpipe import __version__
+from iotpipe.errors import UserError
+
+
+class CommandModule(Protocol):
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# (words, module, one-line help)
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("up",), "iotpipe.up", "run broker, boards, bridges and dashboard together"),
+    (("broker",), "iotpipe.broker.command", "run Mosquitto with the project's configuration"),
+    (("bridge",), "iotpipe.bridge.command", "forward a board's serial lines to MQTT"),
+    (("dashboard",), "iotpipe.dashboard.command", "serve live charts and the HTTP API"),
+    (
+        ("board", "virtual"),
+        "iotpipe.board.virtual",
+        "run the firmware under the MicroPython unix port behind a pseudo-terminal",
+    ),
+]
+
+
+def _load(module: str) -> CommandModule:
+    return cast(CommandModule, importlib.import_module(module))
+
+
+def _chosen(argv: Sequence[str]) -> tuple[str, ...] | None:
+    """The command words named in argv, so only that command's module is imported."""
+    words = [a for a in argv if not a.startswith("-")]
+    for command, _module, _help in COMMANDS:
+        if tuple(words[: len(command)]) == command:
+            return command
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iotpipe",
+        description="MicroPython sensor boards → serial → MQTT → live charts in a browser.",
+    )
+    parser.add_argument("--version", action="version", version=f"iotpipe {__version__}")
+    top = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    chosen = _chosen(argv)
+    for words, module, help_text in COMMANDS:
+        subs = top
+        for group in words[:-1]:
+            if group not in groups:
+                group_parser = top.add_parser(group, help=f"{group} commands")
+                groups[group] = group_parser.add_subparsers(
+                    title=f"{group} commands", metavar="COMMAND", required=True
+                )
+            subs = groups[group]
+        sub = subs.add_parser(words[-1], help=help_text, description=help_text)
+        sub.set_defaults(command_module=module)
+        if words == chosen:
+            _load(module).configure(sub)
+    return parser
+
+
+def _configure_logging(level_name: str) -> None:
+    level = logging.getLevelName(level_name.upper())
+    if not isinstance(level, int):
+        raise UserError(f"log level {level_name!r} is not one of debug, info, warning, error")
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        _configure_logging(getattr(args, "log_level", "info"))
+        return _load(args.command_module).run(args)
+    except UserError as exc:
+        print(f"iotpipe: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,234 @@
+"""`iotpipe up`: the whole pipeline on one machine, in one command.
+
+Mosquitto, N virtual boards (or the board on --serial), a bridge per board and the
+dashboard, each a child process started in order and waited for; progress is printed as
+it happens; Ctrl-C (or SIGTERM) stops every child this command started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from iotpipe.endpoints import HostPort
+from iotpipe.errors import UserError
+from iotpipe.settings import add_settings
+from iotpipe.supervise import Child, Supervisor, iotpipe_argv
+
+FIRST_READING_TIMEOUT_S = 20.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_settings(
+        parser, "virtual", "serial", "mqtt-port", "http", "data", "base-topic", "rate", "log-level"
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _running_for(seconds: float) -> Callable[[], bool]:
+    """Ready once it has lived this long (a bridge says nothing until its board does)."""
+    started = time.monotonic()
+    return lambda: time.monotonic() - started > seconds
+
+
+def _check_ports(args: argparse.Namespace) -> None:
+    if not _port_free(args.mqtt_port):
+        raise UserError(
+            f"MQTT port {args.mqtt_port} is already in use (a system Mosquitto? stop it with "
+            "`sudo systemctl disable --now mosquitto`) — or pass --mqtt-port 1884"
+        )
+    http: HostPort = args.http
+    if not _port_free(http.port):
+        raise UserError(
+            f"HTTP port {http.port} is already in use — pass --http {http.host}:{http.port + 1}"
+        )
+
+
+class FirstReadings:
+    """Watches telemetry so `up` can say when each board's first reading has arrived."""
+
+    def __init__(self, port: int, base: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.seen: dict[str, dict[str, float]] = {}
+        self.changed = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe(f"{base}/+/telemetry", qos=0)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client: object, userdata: object, msg: object) -> None:
+        try:
+            body = json.loads(msg.payload)  # type: ignore[attr-defined]
+            device, metrics = str(body["device"]), dict(body["metrics"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self.changed:
+            if device not in self.seen:
+                self.seen[device] = metrics
+                self.changed.notify_all()
+
+    def wait(self, count: int, timeout: float, say: Callable[[str], None]) -> None:
+        deadline = time.monotonic() + timeout
+        shown: set[str] = set()
+        with self.changed:
+            while len(shown) < count and time.monotonic() < deadline:
+                for device, metrics in self.seen.items():
+                    if device not in shown:
+                        shown.add(device)
+                        values = "  ".join(f"{k}={v:g}" for k, v in metrics.items())
+                        say(f"  ✓ first reading from {device}: {values}")
+                self.changed.wait(0.5)
+        if len(shown) < count:
+            say(
+                f"  … {count - len(shown)} board(s) have not sent a reading yet; "
+                "see the bridge logs"
+            )
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
+    data: Path = args.data
+    broker_url = f"mqtt://127.0.0.1:{args.mqtt_port}"
+    common = ["--base-topic", args.base_topic, "--log-level", args.log_level]
+    sup.start(
+        Child(
+            "broker",
+            iotpipe_argv("broker", "--port", str(args.mqtt_port), "--data", str(data / "broker")),
+            lambda: _port_open(args.mqtt_port),
+            logs / "broker.log",
+        ),
+        10,
+        broker_url,
+    )
+    ports: list[str] = [args.serial] if args.serial else []
+    count = args.virtual if args.virtual is not None else (0 if args.serial else 1)
+    for n in range(1, count + 1):
+        device, link = f"virtual-{n}", data / "boards" / f"virtual-{n}.tty"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        sup.start(
+            Child(
+                device,
+                iotpipe_argv(
+                    "board",
+                    "virtual",
+                    "--link",
+                    str(link),
+                    "--rate",
+                    str(args.rate),
+                    "--device-id",
+                    device,
+                ),
+                link.exists,
+                logs / f"{device}.log",
+            ),
+            20,
+            f"virtual board on {link}",
+        )
+        ports.append(str(link))
+    for i, port in enumerate(ports, 1):
+        sup.start(
+            Child(
+                f"bridge-{i}",
+                iotpipe_argv("bridge", "--serial", port, "--broker", broker_url, *common),
+                _running_for(0.5),
+                logs / f"bridge-{i}.log",
+            ),
+            10,
+            f"{port} → {broker_url}",
+        )
+    http: HostPort = args.http
+    sup.start(
+        Child(
+            "dashboard",
+            iotpipe_argv(
+                "dashboard",
+                "--broker",
+                broker_url,
+                "--http",
+                str(http),
+                "--data",
+                str(data / "dashboard"),
+                *common,
+            ),
+            lambda: _http_ok(http.url + "healthz"),
+            logs / "dashboard.log",
+        ),
+        30,
+        http.url,
+    )
+    return len(ports)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_ports(args)
+    logs = args.data / "logs"
+    say(f"iotpipe up — data in {args.data}, logs in {logs}")
+    sup = Supervisor(say)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    watcher: FirstReadings | None = None
+    try:
+        boards = _start_all(sup, args, logs)
+        watcher = FirstReadings(args.mqtt_port, args.base_topic)
+        watcher.wait(boards, FIRST_READING_TIMEOUT_S, say)
+        say(
+            f"\nDashboard: {args.http.url}\n"
+            f"Watch raw MQTT: mosquitto_sub -p {args.mqtt_port} -t '{args.base_topic}/#' -v\n"
+            "Press Ctrl-C to stop everything."
+        )
+        while True:
+            time.sleep(0.5)
+            sup.watch_once()
+    except KeyboardInterrupt:
+        say("\nstopping…")
+    finally:
+        if watcher is not None:
+            watcher.close()
+        sup.stop_all()
+    say("stopped.")
+    return 0

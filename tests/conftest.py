@@ -1,0 +1,206 @@
+"""Real parts for every integration test: Mosquitto on a free loopback port, virtual
+boards under the real MicroPython unix port on a pty, and the real iotpipe processes.
+
+Every process a test starts is stopped by its PID when the test ends; its output is kept
+in the test's tmp_path and printed when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT / "tests" / "vectors" / "wire.json"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+@dataclass
+class Procs:
+    """Starts iotpipe (and other) processes and stops every one of them at teardown."""
+
+    tmp: Path
+    started: list[Proc] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        log = self.tmp / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        proc = Proc(name, popen, log)
+        self.started.append(proc)
+        return proc
+
+    def iotpipe(self, name: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+        return self.start(name, [sys.executable, "-m", "iotpipe", *args], env)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            proc.stop()
+
+
+@pytest.fixture
+def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Procs]:
+    manager = Procs(tmp_path)
+    yield manager
+    manager.stop_all()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for proc in manager.started:
+            print(
+                f"----- {proc.name} (exit {proc.popen.returncode}) -----\n{proc.output()[-4000:]}"
+            )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@dataclass
+class Broker:
+    port: int
+    data: Path
+    proc: Proc
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+def start_broker(procs: Procs, data: Path, port: int | None = None) -> Broker:
+    port = port or free_port()
+    proc = procs.iotpipe(f"broker-{port}", "broker", "--port", str(port), "--data", str(data))
+    wait_until(lambda: port_open(port) or proc.popen.poll() is not None, 10, "mosquitto")
+    assert proc.popen.poll() is None, proc.output()
+    return Broker(port, data, proc)
+
+
+@pytest.fixture
+def broker(procs: Procs, tmp_path: Path) -> Broker:
+    return start_broker(procs, tmp_path / "broker")
+
+
+def start_virtual_board(
+    procs: Procs, link: Path, device_id: str, rate: float = 20.0, *extra: str
+) -> Proc:
+    proc = procs.iotpipe(
+        f"board-{device_id}",
+        "board",
+        "virtual",
+        "--link",
+        str(link),
+        "--rate",
+        str(rate),
+        "--device-id",
+        device_id,
+        *extra,
+    )
+    wait_until(lambda: link.exists() or proc.popen.poll() is not None, 15, f"pty at {link}")
+    assert proc.popen.poll() is None, proc.output()
+    return proc
+
+
+class Subscriber:
+    """A plain MQTT subscriber, like `mosquitto_sub -v`, that records what it receives."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise AssertionError(f"could not subscribe to {topic}")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(msg)
+
+    def on(self, topic_suffix: str) -> list[mqtt.MQTTMessage]:
+        with self._lock:
+            return [m for m in self.messages if m.topic.endswith(topic_suffix)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscribe(broker: Broker) -> Iterator[Callable[[str], Subscriber]]:
+    made: list[Subscriber] = []
+
+    def make(topic: str) -> Subscriber:
+        sub = Subscriber(broker.port, topic)
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()

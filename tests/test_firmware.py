@@ -1,0 +1,109 @@
+"""The firmware, run by the real MicroPython unix port: shared vectors, and the virtual
+board answering over a real pseudo-terminal opened with pyserial."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import serial
+
+from iotpipe import wire
+from iotpipe.board.virtual import find_micropython, firmware_dir
+from tests.conftest import ROOT, VECTORS, Procs, start_virtual_board
+
+
+def run_micropython(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MICROPYPATH": str(firmware_dir())}
+    return subprocess.run(
+        [find_micropython(), str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_firmware_encoder_matches_the_shared_vectors_under_micropython() -> None:
+    result = run_micropython(ROOT / "tests" / "firmware" / "run_vectors.py", str(VECTORS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed 0" in result.stdout
+
+
+class BoardPort:
+    def __init__(self, link: Path) -> None:
+        self.port = serial.Serial(str(link), 115200, timeout=0.2)
+        self.lines: list[wire.Line] = []
+
+    def ask(self, command_id: str, cmd: str, args: dict[str, object] | None = None) -> None:
+        self.port.write(wire.encode_command(command_id, cmd, args))
+
+    def collect(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            raw = self.port.readline()
+            if raw.endswith(b"\n"):
+                self.lines.append(wire.parse_line(raw.rstrip(b"\n")))
+
+    def answers(self) -> dict[str | None, wire.Answer]:
+        return {a.id: a for a in self.lines if isinstance(a, wire.Answer)}
+
+    def readings(self) -> list[wire.Reading]:
+        return [r for r in self.lines if isinstance(r, wire.Reading)]
+
+
+@pytest.fixture
+def board(procs: Procs, tmp_path: Path) -> Iterator[BoardPort]:
+    start_virtual_board(procs, tmp_path / "tty", "fw-test", 20.0)
+    port = BoardPort(tmp_path / "tty")
+    yield port
+    port.port.close()
+
+
+def test_virtual_board_sends_valid_readings_at_the_set_rate(board: BoardPort) -> None:
+    board.collect(1.5)
+    readings = board.readings()
+    assert len(readings) >= 15, readings
+    seqs = [r.seq for r in readings]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gaps, no repeats"
+    steps = sorted(b.uptime_ms - a.uptime_ms for a, b in itertools.pairwise(readings))
+    assert 40 <= steps[len(steps) // 2] <= 60, "20 Hz is one reading per 50 ms of board time"
+    assert {"temperature", "humidity"} == set(readings[0].metrics)
+    assert readings[0].device == "fw-test"
+
+
+def test_every_command_is_answered_with_its_own_id(board: BoardPort) -> None:
+    board.ask("p1", "ping")
+    board.ask("i1", "info")
+    board.ask("r1", "read")
+    board.ask("s1", "set", {"interval_ms": 25})
+    board.ask("u1", "reboot-now-please")
+    board.ask("s2", "set", {"interval_ms": "fast"})
+    board.port.write(b"this is not json\n")
+    board.collect(1.0)
+    answers = board.answers()
+    assert answers["p1"].ok and "uptime_ms" in answers["p1"].result
+    info = answers["i1"].result
+    assert answers["i1"].ok and info["device"] == "fw-test" and info["board"] == "unix"
+    assert info["units"] == {"temperature": "°C", "humidity": "%"}
+    assert answers["r1"].ok and set(answers["r1"].result["metrics"]) == {"temperature", "humidity"}
+    assert answers["s1"].ok and answers["s1"].result == {"interval_ms": 25}
+    assert not answers["u1"].ok and "unknown command" in (answers["u1"].error or "")
+    assert not answers["s2"].ok and "interval_ms" in (answers["s2"].error or "")
+    assert not answers[None].ok and "not JSON" in (answers[None].error or "")
+    read_seq = answers["r1"].result["seq"]
+    assert read_seq in [r.seq for r in board.readings()], "read also emits the reading"
+
+
+def test_info_answer_describes_the_board_like_its_hello(board: BoardPort) -> None:
+    board.ask("i2", "info")
+    board.collect(0.5)
+    hello = wire.hello_from_info(board.answers()["i2"].result)
+    assert hello.device == "fw-test" and hello.sensors == ["sim"]
+    assert json.dumps(hello.units)
