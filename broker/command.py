@@ -20,15 +20,14 @@ from iotpipe.settings import add_settings
 CONF_DIR = Path(__file__).resolve().parent / "conf.d"
 
 
-def find_mosquitto() -> str:
-    found = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)),
-        None,
-    )
+def find_mosquitto(name: str) -> str:
+    # Debian installs it in /usr/sbin, which an ordinary user's PATH often lacks.
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    found = shutil.which(name, path=search)
     if found is None:
         raise UserError(
-            "mosquitto is not installed — install it with `sudo apt-get install mosquitto` "
-            "(Debian/Ubuntu) or point PATH at it"
+            f"mosquitto is not installed (no {name!r} found) — install it with "
+            "`sudo apt-get install mosquitto` (Debian/Ubuntu) or name it with --mosquitto"
         )
     return found
 
@@ -60,10 +59,10 @@ def write_config(port: int, bind: str, data: Path) -> Path:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_settings(parser, "port", "bind", "data", "log-level")
+    add_settings(parser, "port", "bind", "data", "mosquitto", "log-level")
 
 
 def run(args: argparse.Namespace) -> int:
-    binary = find_mosquitto()
+    binary = find_mosquitto(args.mosquitto)
     config = write_config(args.port, args.bind, args.data)
     os.execv(binary, [binary, "-c", str(config)])

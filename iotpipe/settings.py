@@ -71,6 +71,7 @@ _TABLE = [
     Setting("data", _default_data_dir(), "data directory (history, broker state)", Path, "DIR"),
     Setting("port", 1883, "MQTT port the broker listens on", _port, "P"),
     Setting("bind", "127.0.0.1", "address the broker listens on", str, "ADDR"),
+    Setting("mosquitto", "mosquitto", "the Mosquitto binary (name on PATH or a path)", str, "PATH"),
     Setting("mqtt-port", 1883, "MQTT port for the broker that `up` starts", _port, "P"),
     Setting("link", None, "path where the virtual board's serial device appears", Path, "PATH"),
     Setting("rate", 1.0, "readings per second", _positive_float, "HZ"),
@@ -120,3 +121,14 @@ def _named(setting: Setting) -> Callable[[str], Any]:
 
     parse.__name__ = setting.name
     return parse
+
+
+def markdown_table() -> str:
+    """The table in docs/configuration.md; a test keeps the two identical."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for s in _TABLE:
+        default = "—" if s.default is None else f"`{s.default}`"
+        if s.name == "data":
+            default = "`$XDG_DATA_HOME/iotpipe` (`~/.local/share/iotpipe`)"
+        rows.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(rows) + "\n"
