@@ -1,34 +1,90 @@
-# Everything that differs between boards, in one place: the config file the deploy
-# command writes, the board's name and its device id.
+# Everything that differs between boards, in one place: the config file that
+# `iotpipe board deploy` writes, the defaults of each port, the device id, the watchdog
+# and the ways a user stops the program at boot (docs/firmware.md).
 import json
+import os
 import sys
 
 CONFIG_FILE = "config.json"
-DEFAULTS = {"interval_ms": 1000, "sensors": None, "device_id": None, "board": None}
-DEFAULT_SENSORS = {
-    "linux": [{"type": "sim"}],
-    "esp32": [{"type": "dht22", "pin": 4}, {"type": "mcu"}],
-    "esp8266": [{"type": "dht22", "pin": 4}],
-    "rp2": [{"type": "dht22", "pin": 15}, {"type": "mcu"}],
-    "pyboard": [{"type": "dht22", "pin": "X1"}],
+STOP_FILE = "iotpipe.stop"  # present at boot: stay in the REPL (deploy uses it too)
+MIN_INTERVAL_MS = 1
+MAX_INTERVAL_MS = 86400000
+
+# Per port (sys.platform): sensors, watchdog timeout and the Ctrl-C window at boot.
+# rp2's watchdog cannot wait longer than 8.3 s; the unix port has no watchdog at all.
+PORTS = {
+    "linux": ([{"type": "sim"}], 0, 0),
+    "esp32": ([{"type": "dht22", "pin": 4}, {"type": "mcu"}], 8000, 1500),
+    "esp8266": ([{"type": "dht22", "pin": 4}], 8000, 1500),
+    "rp2": ([{"type": "dht22", "pin": 15}, {"type": "mcu"}], 8000, 1500),
 }
 BOARD_NAMES = {"linux": "unix"}
+KEYS = ("device_id", "board", "interval_ms", "sensors", "wdt_ms", "boot_delay_ms", "stop_pin")
+
+
+def defaults():
+    sensors, wdt_ms, delay_ms = PORTS.get(sys.platform, ([{"type": "sim"}], 0, 1500))
+    board = BOARD_NAMES.get(sys.platform, sys.platform)
+    return {
+        "device_id": None,
+        "board": board,
+        "interval_ms": 1000,
+        "sensors": sensors,
+        "wdt_ms": wdt_ms,
+        "boot_delay_ms": delay_ms,
+        "stop_pin": None,
+    }
 
 
 def load_config(path=CONFIG_FILE):
-    config = dict(DEFAULTS)
+    # -> (config, problems). A bad or missing file never stops the board: each problem is
+    # reported (as an error line) and the default used instead, so a fresh board reports.
+    config = defaults()
+    problems = []
     try:
         with open(path) as f:
-            config.update(json.load(f))
+            given = json.load(f)
+        if not isinstance(given, dict):
+            raise ValueError("not a JSON object")
     except OSError:
-        pass  # no config yet: run with defaults, so a fresh board still reports
-    if not config["board"]:
-        config["board"] = BOARD_NAMES.get(sys.platform, sys.platform)
-    if not config["sensors"]:
-        config["sensors"] = DEFAULT_SENSORS.get(sys.platform, [{"type": "sim"}])
+        given = {}
+    except ValueError as e:
+        given = {}
+        problems.append("%s unreadable (%s); using defaults" % (path, e))
+    for key in given:
+        if key not in KEYS:
+            problems.append("unknown config key %r ignored" % key)
+        elif given[key] is not None:
+            config[key] = given[key]
+    check_config(config, problems)
     if not config["device_id"]:
         config["device_id"] = default_device_id(config["board"])
-    return config
+    return config, problems
+
+
+def check_config(config, problems):
+    fallback = defaults()
+    interval = config["interval_ms"]
+    if not isinstance(interval, int) or not MIN_INTERVAL_MS <= interval <= MAX_INTERVAL_MS:
+        problems.append("interval_ms %r out of range" % (interval,))
+        config["interval_ms"] = fallback["interval_ms"]
+    for key in ("wdt_ms", "boot_delay_ms"):
+        if not isinstance(config[key], int) or config[key] < 0:
+            problems.append("%s %r is not a whole number >= 0" % (key, config[key]))
+            config[key] = fallback[key]
+    if not isinstance(config["sensors"], list) or not config["sensors"]:
+        problems.append("sensors must be a non-empty list")
+        config["sensors"] = fallback["sensors"]
+    if not isinstance(config["device_id"], (str, type(None))):
+        problems.append("device_id must be text")
+        config["device_id"] = None
+
+
+def save_config(config, path=CONFIG_FILE):
+    # Written to a new file first: a reset half way leaves the old config, not a torn one.
+    with open(path + ".new", "w") as f:
+        json.dump(dict([(k, config[k]) for k in KEYS]), f)
+    os.rename(path + ".new", path)
 
 
 def default_device_id(board):
@@ -42,6 +98,50 @@ def default_device_id(board):
 
 
 def boot_id():
-    import os
-
     return "".join(["%02x" % b for b in os.urandom(4)])
+
+
+def stop_requested(config):
+    # The escape hatch, checked by main.py before anything else: a stop file on the
+    # flash, or the configured pin held low (to GND) while the board powers up.
+    try:
+        os.stat(STOP_FILE)
+        return "file " + STOP_FILE + " present"
+    except OSError:
+        pass
+    pin = config.get("stop_pin")
+    if pin is not None:
+        try:
+            import machine
+
+            if machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0:
+                return "pin %s held low" % (pin,)
+        except Exception as e:  # a wrong pin number must not lock the user out either
+            print("iotpipe: stop_pin %r unusable: %r" % (pin, e))
+    return None
+
+
+class NoWatchdog:
+    def feed(self):
+        pass
+
+
+def watchdog(timeout_ms):
+    # Once started it cannot be stopped (esp32, rp2): the main loop must feed it.
+    if not timeout_ms:
+        return NoWatchdog()
+    try:
+        import machine
+
+        try:
+            return machine.WDT(timeout=timeout_ms)
+        except TypeError:  # esp8266: fixed timeout, no keyword
+            return machine.WDT()
+    except (ImportError, AttributeError):
+        return NoWatchdog()
+
+
+def reset():
+    import machine
+
+    machine.reset()

