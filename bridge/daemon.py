@@ -1,43 +1,61 @@
-"""The bridge's policy: keep the port open, validate each line, publish what is good.
+"""The bridge: wiring, and the one loop that runs it.
 
-Mechanism lives elsewhere (``lines`` reads the port, ``publisher`` talks MQTT,
-``translate`` maps lines to messages); this loop decides about retries and state. A bad
-line is counted and logged with its reason and never stops the loop; a lost port marks
-the device offline and is retried with backoff until it returns.
+Mechanism lives elsewhere (``serialside`` keeps the port open, ``device`` turns lines into
+messages, ``spool`` keeps readings on disk, ``outbox`` sends them, ``publisher`` and
+``mqttio`` talk MQTT). One thread waits in ``select`` on the port and both MQTT sockets and
+does what is ready — no thread hands a message to another, so nothing fights for the GIL
+per reading. Only a blocking MQTT connect and the optional metrics server have threads.
+A bad line is counted and never stops the loop; a lost port marks the device offline and
+is retried with backoff until it returns, at the same path or wherever it reappears.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-import serial
-from iotpipe.bridge.lines import LineSplitter, TooLong, open_port, read_lines
-from iotpipe.bridge.publisher import Publisher
+from iotpipe.bridge import discovery
+from iotpipe.bridge.device import Device
+from iotpipe.bridge.events import changed
+from iotpipe.bridge.metrics import MetricsServer
+from iotpipe.bridge.outbox import DRAIN_TICK_S, Outbox
+from iotpipe.bridge.portio import PortLost
+from iotpipe.bridge.publisher import MqttOptions, Publisher
+from iotpipe.bridge.requests import RequestRejected, Router, parse_request, route_for
+from iotpipe.bridge.serialside import SerialSide
+from iotpipe.bridge.spool import Spool
 from iotpipe.bridge.translate import Translator
+from paho.mqtt.client import MQTTMessage
 
-from iotpipe import wire
+from iotpipe import topics
 from iotpipe.counters import Counters
-from iotpipe.endpoints import BrokerURL
+from iotpipe.endpoints import HostPort
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START_S = 0.5
-BACKOFF_MAX_S = 10.0
-# The board's hello is usually gone by the time the port is opened (the port's input
-# buffer is flushed on open), so the bridge asks for the same description.
-META_REQUEST_ID = "iotpipe-bridge-meta"
+TICK_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
     serial: str
     baud: int
-    broker: BrokerURL
+    mqtt: MqttOptions
     base_topic: str
+    name: str
     device_id: str | None = None
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 100 * 2**20
+    qos: int = 1
+    drain_rate: float = 500.0
+    request_timeout: float = 4.0
+    ha_prefix: str | None = discovery.DEFAULT_PREFIX
+    metrics: HostPort | None = None
 
 
 class Bridge:
@@ -45,116 +63,192 @@ class Bridge:
         self.config = config
         self.counters = Counters("iotpipe_bridge")
         self.translator = Translator(config.base_topic)
-        self.publisher: Publisher | None = None
-        self.device: str | None = config.device_id
+        self.router = Router(config.request_timeout)
         self.stopping = threading.Event()
+        self.serial = SerialSide(config.serial, config.baud, self.counters)
+        self.spool: Spool | None = None
+        self.outbox: Outbox | None = None
+        if config.qos == 1:
+            if config.spool_dir is None:
+                raise ValueError("QoS 1 needs a spool directory")
+            self.spool = Spool(config.spool_dir, config.spool_max_bytes)
+            self.outbox = Outbox(self.spool, self._send, self.counters, config.drain_rate)
+        self.bridge_status = topics.bridge_status(config.base_topic, config.name)
+        self.presence = Publisher(
+            config.mqtt,
+            f"iotpipe-bridge-{config.name}",
+            self.translator.bridge_status(config.name, False),
+            self.counters,
+            persistent=False,
+        )
+        self.device = Device(
+            self.translator,
+            self.router,
+            self.counters,
+            self.serial.write,
+            self._connect,
+            config.ha_prefix,
+            self.bridge_status,
+        )
+        self.metrics = MetricsServer(config.metrics, self._metrics) if config.metrics else None
 
+    # --- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
-        if self.device:
-            self._start_publisher(self.device)
-        backoff = BACKOFF_START_S
-        while not self.stopping.is_set():
-            try:
-                port = open_port(self.config.serial, self.config.baud)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                self.counters.inc("port_errors", "open")
-                log.warning(
-                    "cannot open %s (%s); retrying in %.1f s", self.config.serial, exc, backoff
-                )
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-                continue
-            backoff = BACKOFF_START_S
-            log.info("reading %s at %d baud", self.config.serial, self.config.baud)
-            try:
-                port.write(wire.encode_command(META_REQUEST_ID, "info"))
-                self._pump(port)
-            except (serial.SerialException, OSError) as exc:
-                self.counters.inc("port_errors", "read")
-                log.warning(
-                    "lost %s (%s); the device is offline until it returns", self.config.serial, exc
-                )
-                self._set_online(False)
-            finally:
-                port.close()
-        self._shut_down()
+        self.presence.keep_retained(self.translator.bridge_status(self.config.name, True))
+        self.presence.start()
+        if self.metrics is not None:
+            self.metrics.start()
+        known = self.config.device_id or (self.spool.recall("device") if self.spool else None)
+        if known:  # so a spool left by the last run drains before the board speaks
+            self.device.adopt(known)
+        try:
+            self._loop()
+        finally:
+            self._shut_down()
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def _pump(self, port: serial.SerialBase) -> None:
-        splitter = LineSplitter()
+    def _loop(self) -> None:
+        last_tick = 0.0
         while not self.stopping.is_set():
-            for raw in read_lines(port, splitter):
-                self.handle(raw, time.time())
-
-    def handle(self, raw: bytes, received_at: float) -> None:
-        self.counters.inc("lines")
-        if isinstance(raw, TooLong):
-            self._reject("too_long", f"line over {wire.MAX_LINE_BYTES} bytes", raw)
-            return
-        try:
-            line = wire.parse_line(raw)
-            if isinstance(line, wire.Answer) and line.id == META_REQUEST_ID and line.ok:
-                line = wire.hello_from_info(line.result)
-        except wire.LineRejected as exc:
-            self._reject(exc.reason, exc.detail, raw)
-            return
-        device = getattr(line, "device", None) or self.device
-        if device is None:
-            self._reject("no_device_yet", "an answer before the board said who it is", raw)
-            return
-        if self.publisher is None:
-            self._start_publisher(device)
-        if device != self.device:
-            log.warning(
-                "the board on %s now says it is %r (was %r)",
-                self.config.serial,
-                device,
-                self.device,
+            now = time.monotonic()
+            if self.serial.open_if_due(now):
+                self.device.ask_info()
+            connections = [p.connection for p in self._publishers()]
+            readers: dict[int, Callable[[], None]] = {}
+            writers: dict[int, Callable[[], None]] = {}
+            for connection in connections:
+                sock = connection.socket()
+                if sock is not None:
+                    readers[sock.fileno()] = connection.readable
+                    if connection.want_write():
+                        writers[sock.fileno()] = connection.writable
+            if self.serial.source is not None:
+                readers[self.serial.source.fileno()] = self._read_port
+            hurry = self.outbox is not None and self.outbox.draining
+            hurry = hurry or any(c.connecting for c in connections)
+            ready, writable, _ = select.select(
+                list(readers), list(writers), [], DRAIN_TICK_S if hurry else TICK_S
             )
-            self.device = device
-        self._set_online(True)
-        message = self.translator.message(line, device, received_at)
-        assert self.publisher is not None
-        if isinstance(line, wire.Hello):
-            self.publisher.keep_retained(message)
-        else:
-            self.publisher.publish(message)
-        self.counters.inc("accepted", type(line).__name__.lower())
+            for fd in writable:
+                writers[fd]()
+            for fd in ready:
+                readers[fd]()
+            if self.outbox is not None:
+                self.outbox.step()
+            now = time.monotonic()
+            for connection in connections:
+                connection.tick(now)
+            if now - last_tick >= TICK_S:
+                last_tick = now
+                self._housekeeping(now)
 
-    def _reject(self, reason: str, detail: str, raw: bytes) -> None:
-        self.counters.inc("rejected", reason)
-        # DEBUG, not WARNING: a board at the wrong baud rate produces one per line.
-        log.debug(
-            "skipped a line from %s (%s: %s): %r", self.config.serial, reason, detail, raw[:80]
-        )
-        if self.counters.get("rejected", reason) in (1, 10, 100, 1000, 10_000):
-            log.warning(
-                "skipped %d lines from %s so far for %s, last: %s",
-                self.counters.get("rejected", reason),
-                self.config.serial,
-                reason,
-                detail,
-            )
-
-    def _start_publisher(self, device: str) -> None:
-        self.device = device
-        will = self.translator.status(device, online=False)
-        self.publisher = Publisher(
-            self.config.broker, f"iotpipe-bridge-{device}", will, self.counters
-        )
-        self.publisher.start()
-        self._online: bool | None = None
-
-    def _set_online(self, online: bool) -> None:
-        if self.publisher is None or self.device is None or self._online == online:
-            return
-        self._online = online
-        self.publisher.keep_retained(self.translator.status(self.device, online))
-        log.info("device %s is %s", self.device, "online" if online else "offline")
+    def _publishers(self) -> list[Publisher]:
+        found = [self.presence]
+        if self.device.publisher is not None:
+            found.append(self.device.publisher)
+        return found
 
     def _shut_down(self) -> None:
-        if self.publisher is not None and self.device is not None:
-            self.publisher.stop(self.translator.status(self.device, online=False))
+        if self.outbox is not None:
+            self.outbox.step()  # PUBACKs already received: do not send those again
+        self.serial.close()
+        if self.device.publisher is not None and self.device.id is not None:
+            self.device.publisher.stop(self.translator.status(self.device.id, online=False))
+        self.presence.stop(self.translator.bridge_status(self.config.name, False))
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.spool is not None:
+            log.info("%d readings stay in the spool for the next start", self.spool.rows)
+            self.spool.close()
         log.info("bridge stopped; counters: %s", self.counters.snapshot())
+
+    # --- MQTT -------------------------------------------------------------------------
+    def _connect(self, device: str) -> Publisher:
+        """MQTT for the board that says it is ``device``: the will is its status."""
+        old = self.device.publisher
+        if old is not None:
+            old.stop(self.translator.status(self.device.id or device, online=False))
+        if self.spool is not None:
+            self.spool.remember("device", device)
+        publisher = Publisher(
+            self.config.mqtt,
+            f"iotpipe-bridge-{device}",
+            self.translator.status(device, online=False),
+            self.counters,
+            self.outbox,
+        )
+        publisher.handle(topics.topic(self.config.base_topic, device, "cmd"), self._on_command)
+        if self.config.ha_prefix is not None:
+            publisher.handle(discovery.birth_topic(self.config.ha_prefix), self._on_ha_birth)
+        publisher.start()
+        changed(log, "publishing", device=device, broker=self.config.mqtt.broker)
+        return publisher
+
+    def _send(self, topic: str, payload: bytes) -> int | None:
+        publisher = self.device.publisher
+        return None if publisher is None else publisher.send(topic, payload)
+
+    def _on_command(self, msg: MQTTMessage) -> None:
+        device = self.device.id or "unknown"
+        payload = bytes(msg.payload)
+        props = msg.properties
+        route = route_for(
+            payload,
+            getattr(props, "ResponseTopic", None),
+            getattr(props, "CorrelationData", None),
+            topics.topic(self.config.base_topic, device, "reply"),
+        )
+        try:
+            request = parse_request(payload, route)
+        except RequestRejected as exc:
+            self.counters.inc("commands_rejected", exc.reason)
+            log.info("refused a command for %s: %s", device, exc.detail)
+            self.device.reply_error(route, exc.client_id, exc.detail)
+            return
+        self.counters.inc("commands")
+        if self.serial.source is None:
+            self.device.reply_error(route, request.client_id, f"{device} is offline (no port)")
+            return
+        self.device.act(self.router.submit(request, time.monotonic()))
+
+    def _on_ha_birth(self, msg: MQTTMessage) -> None:
+        if msg.payload == topics.ONLINE:
+            changed(log, "home_assistant_online", then="publishing every retained topic again")
+            for publisher in self._publishers():
+                publisher.republish_retained()
+
+    # --- the serial port --------------------------------------------------------------
+    def _read_port(self) -> None:
+        try:
+            chunk = self.serial.read()
+        except (PortLost, OSError) as exc:
+            self.serial.lost(exc)
+            self.device.set_online(False, "port closed")
+            self.device.act(self.router.fail_all("the board's port closed"))
+            return
+        now = time.time()  # after the read: it may have waited for the line
+        batch = self.device.handle_all(self.serial.splitter.feed(chunk), now)
+        if not batch:
+            return
+        if self.outbox is not None:
+            self.outbox.put(batch)
+        elif self.device.publisher is not None:
+            self.device.publisher.send_many(batch, qos=0)
+            self.counters.inc("published", n=len(batch))
+
+    # --- housekeeping -----------------------------------------------------------------
+    def _housekeeping(self, now: float) -> None:
+        actions = self.router.expire(now)
+        self.counters.inc("command_timeouts", n=len(actions.replies))
+        self.device.act(actions)
+        self.device.check_quiet()
+
+    def _metrics(self) -> str:
+        text = self.counters.prometheus()
+        if self.spool is not None:
+            text += f"iotpipe_bridge_spool_rows {self.spool.rows}\n"
+            text += f"iotpipe_bridge_spool_bytes {self.spool.size}\n"
+        online = int(self.device.publisher is not None and self.device.publisher.connected.is_set())
+        return text + f"iotpipe_bridge_mqtt_connected {online}\n"

@@ -6,8 +6,6 @@ in one call and splits it, so a fast board costs a few calls per batch of lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import serial
 
 from iotpipe.wire import MAX_LINE_BYTES
@@ -20,8 +18,21 @@ class TooLong(bytes):
 
 
 def open_port(url: str, baud: int) -> serial.SerialBase:
-    """A path (/dev/ttyUSB0, /dev/serial/by-id/…) or a pyserial URL (socket://, rfc2217://)."""
-    return serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S)
+    """A path (/dev/ttyUSB0, /dev/serial/by-id/…) or a pyserial URL (socket://, rfc2217://).
+
+    pyserial empties the input buffer when it opens a POSIX port; what waits there are
+    readings the board wrote while no bridge was reading (a restart), so they are kept. A
+    line cut in half by that is rejected and counted like any other bad line."""
+    port = serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S, do_not_open=True)
+    if hasattr(port, "_reset_input_buffer"):
+        port._reset_input_buffer = lambda: None  # an instance attribute hides the method
+        try:
+            port.open()
+        finally:
+            del port._reset_input_buffer
+    else:
+        port.open()
+    return port
 
 
 class LineSplitter:
@@ -32,30 +43,28 @@ class LineSplitter:
         self._partial = bytearray()
         self._discarding = False
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                self._keep(chunk[start:])
-                return
-            piece = chunk[start:end]
-            start = end + 1
-            if self._discarding:
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines this chunk completes (a TooLong for each over the limit)."""
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # after the last newline: the start of a line still coming
+        out: list[bytes] = []
+        if lines:
+            if self._discarding:  # the first piece ends a line already too long
                 self._discarding = False
-                yield TooLong(bytes(self._partial[:64]))
+                out.append(TooLong(bytes(self._partial[:64])))
+                lines[0] = b""
             elif self._partial:
-                self._partial += piece
-                yield from self._complete(bytes(self._partial))
-            else:
-                yield from self._complete(piece)
+                self._partial += lines[0]
+                lines[0] = bytes(self._partial)
             self._partial.clear()
-
-    def _complete(self, line: bytes) -> Iterator[bytes]:
-        if len(line) > self.limit + 1:  # +1: a trailing \r is allowed
-            yield TooLong(line[:64])
-        elif line.strip():
-            yield line
+            limit = self.limit + 1  # +1: a trailing \r is allowed
+            for line in lines:
+                if len(line) > limit:
+                    out.append(TooLong(line[:64]))
+                elif line and not line.isspace():
+                    out.append(line)
+        self._keep(rest)
+        return out
 
     def _keep(self, rest: bytes) -> None:
         if self._discarding:
@@ -66,9 +75,7 @@ class LineSplitter:
             del self._partial[64:]
 
 
-def read_lines(port: serial.SerialBase, splitter: LineSplitter) -> Iterator[bytes]:
-    """Lines as they arrive; an empty iteration means the read timed out (no data)."""
-    waiting = port.in_waiting
-    chunk = port.read(waiting or 1)
-    if chunk:
-        yield from splitter.feed(chunk)
+def read_chunk(port: serial.SerialBase) -> bytes:
+    """What is waiting (at least one byte), or b"" when the read timed out."""
+    data: bytes = port.read(port.in_waiting or 1)
+    return data

@@ -29,6 +29,10 @@ class Translator:
         payload = topics.ONLINE if online else topics.OFFLINE
         return Message(topics.topic(self.base, device, "status"), payload, retain=True)
 
+    def bridge_status(self, name: str, online: bool) -> Message:
+        payload = topics.ONLINE if online else topics.OFFLINE
+        return Message(topics.bridge_status(self.base, name), payload, retain=True)
+
     def message(self, line: Line, device: str, received_at: float) -> Message:
         """``device`` is the board on this port (answers do not name it themselves)."""
         match line:

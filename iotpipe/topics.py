@@ -8,6 +8,7 @@ Every topic lives under a base (``iotpipe`` by default)::
     <base>/<device>/cmd         requests to the board
     <base>/<device>/reply       answers to requests that named no other reply topic
     <base>/<device>/event       unsolicited board events
+    <base>/bridge/<name>/status retained, "online" / "offline" of the bridge process itself
 
 Pure code: no I/O. ``docs/protocol.md`` describes the same contract for people.
 """
@@ -54,6 +55,14 @@ def topic(base: str, device: str, kind: str) -> str:
     if not DEVICE_ID_RE.fullmatch(device):
         raise ValueError(f"device id {device!r} is not safe in a topic")
     return f"{base}/{device}/{kind}"
+
+
+def bridge_status(base: str, name: str) -> str:
+    """``<base>/bridge/<name>/status``: retained online/offline of a bridge process itself
+    (its MQTT will), apart from the status of the board it serves."""
+    if not DEVICE_ID_RE.fullmatch(name):
+        raise ValueError(f"bridge name {name!r} is not safe in a topic")
+    return f"{base}/bridge/{name}/status"
 
 
 def subscription(base: str, kind: str) -> str:

@@ -167,7 +167,16 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
         sup.start(
             Child(
                 f"bridge-{i}",
-                iotpipe_argv("bridge", "--serial", port, "--broker", broker_url, *common),
+                iotpipe_argv(
+                    "bridge",
+                    "--serial",
+                    port,
+                    "--broker",
+                    broker_url,
+                    "--data",
+                    str(data / "bridges"),
+                    *common,
+                ),
                 _running_for(0.5),
                 logs / f"bridge-{i}.log",
             ),
@@ -210,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
     logs = args.data / "logs"
     say(f"iotpipe up — data in {args.data}, logs in {logs}")
     sup = Supervisor(say)
+    # Explicitly, also for SIGINT: a shell starting `up &` from a script ignores SIGINT.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     watcher: FirstReadings | None = None
     try:
         boards = _start_all(sup, args, logs)

@@ -204,3 +204,29 @@ def subscribe(broker: Broker) -> Iterator[Callable[[str], Subscriber]]:
     yield make
     for sub in made:
         sub.close()
+
+
+def start_bridge(
+    procs: Procs,
+    tmp_path: Path,
+    serial: Path | str,
+    broker_url: str,
+    *extra: str,
+    name: str = "bridge",
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """`iotpipe bridge` with its spool in the test's own directory."""
+    return procs.iotpipe(
+        name,
+        "bridge",
+        "--serial",
+        str(serial),
+        "--broker",
+        broker_url,
+        "--spool",
+        str(tmp_path / f"{name}-spool"),
+        "--data",
+        str(tmp_path),
+        *extra,
+        env=env,
+    )

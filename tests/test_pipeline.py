@@ -20,7 +20,9 @@ def test_board_readings_reach_a_subscriber_with_status_and_meta(
     sub = subscribe("iotpipe/#")
     link = tmp_path / "tty"
     start_virtual_board(procs, link, "e2e-1", 20.0)
-    bridge = procs.iotpipe("bridge", "bridge", "--serial", str(link), "--broker", broker.url)
+    bridge = procs.iotpipe(
+        "bridge", "bridge", "--serial", str(link), "--broker", broker.url, "--data", str(tmp_path)
+    )
     wait_until(lambda: len(sub.on("/telemetry")) >= 10, 20, "ten readings")
     readings = [json.loads(m.payload) for m in sub.on("e2e-1/telemetry")]
     first = readings[0]
@@ -74,9 +76,11 @@ def test_bad_lines_are_counted_and_skipped_and_good_ones_around_them_delivered(
         broker.url,
         "--device-id",
         "noisy",
+        "--data",
+        str(tmp_path),
     )
-    # Opening a port flushes what was waiting in it, so speak only once it is open.
-    wait_until(lambda: "reading " in bridge.output(), 10, "the bridge to open the port")
+    # Speak once the bridge has the port open, so every line below is one it reads.
+    wait_until(lambda: "port_open" in bridge.output(), 10, "the bridge to open the port")
     junk = [
         b"MicroPython v1.23.0 on 2024-06-02; ESP32 module with ESP32\r\n",
         b"\xff\xfe\x00garbage at the wrong baud rate\x80\n",
@@ -124,6 +128,8 @@ def test_bridge_reports_an_unreachable_broker_in_one_line_and_keeps_trying(
         "mqtt://127.0.0.1:1",
         "--device-id",
         "lonely",
+        "--data",
+        str(tmp_path),
     )
     board.send(_reading(0, "lonely"))
     wait_until(lambda: "cannot reach the broker" in bridge.output(), 15, "the error line")

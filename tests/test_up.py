@@ -17,7 +17,9 @@ def _get(url: str) -> object:
 
 
 def _processes_using(path: Path) -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True)
+    ps = subprocess.run(
+        ["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True
+    )
     return [line for line in ps.stdout.splitlines() if str(path) in line]
 
 

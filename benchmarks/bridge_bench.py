@@ -1,0 +1,167 @@
+"""Readings per second from a pty through the bridge to a subscriber, beside
+``mosquitto_pub -l`` reading the same lines from the same kind of pty.
+
+    .venv/bin/python benchmarks/bridge_bench.py [--lines N] [--qos 0 1] [--repeat 3]
+
+Each run starts its own Mosquitto on a free loopback port. A writer thread pushes N
+reading lines into the pty master as fast as the reader takes them; ``mosquitto_sub -C N``
+(C, so the subscriber is never the bottleneck) counts them out. The time is from the first
+line written to the last one received; the bridge's peak RSS is read from /proc.
+Not a test: the figures depend on the machine (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+DEVICE = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def line(seq: int) -> bytes:
+    return (
+        b'{"type":"reading","device":"%s","boot":"0a1b2c3d","seq":%d,"uptime_ms":%d,'
+        b'"metrics":{"temperature":21.%02d,"humidity":48.3,"pressure":1013.2}}\n'
+        % (DEVICE.encode(), seq, seq * 10, seq % 100)
+    )
+
+
+class Pty:
+    def __init__(self, link: Path) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.link = link
+        link.symlink_to(os.ttyname(self.slave))
+
+    def write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.master, view[:65536]) :]
+
+
+def subscriber(port: int, topic: str, count: int, qos: int) -> subprocess.Popen[bytes]:
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-p", str(port), "-t", topic, "-q", str(qos), "-C", str(count)],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)  # mosquitto_sub says nothing when subscribed; it needs a moment
+    return sub
+
+
+def timed(pty: Pty, sub: subprocess.Popen[bytes], data: bytes) -> float:
+    start = time.perf_counter()
+    writer = threading.Thread(target=pty.write_all, args=(data,), daemon=True)
+    writer.start()
+    sub.wait(300)
+    return time.perf_counter() - start
+
+
+def peak_rss_mb(pid: int) -> float:
+    for text in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if text.startswith("VmHWM:"):
+            return int(text.split()[1]) / 1024
+    return float("nan")
+
+
+def run_mosquitto_pub(tmp: Path, port: int, n: int, qos: int) -> float:
+    tmp.mkdir()
+    pty = Pty(tmp / f"pub-{qos}.tty")
+    topic = f"bench/pub{qos}"
+    pub = subprocess.Popen(
+        ["mosquitto_pub", "-p", str(port), "-t", topic, "-q", str(qos), "-l"],
+        stdin=pty.slave,
+    )
+    try:
+        sub = subscriber(port, topic, n, qos)
+        elapsed = timed(pty, sub, b"".join(line(i) for i in range(n)))
+    finally:
+        pub.terminate()
+        pub.wait(10)
+    return n / elapsed
+
+
+def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float]:
+    tmp.mkdir()
+    pty = Pty(tmp / f"bridge-{qos}.tty")
+    log = (tmp / f"bridge-{qos}.log").open("wb")
+    profile = os.environ.get("BRIDGE_PROFILE")  # a file name: run the bridge under cProfile
+    python = [sys.executable, *(["-m", "cProfile", "-o", f"{profile}.{qos}"] if profile else [])]
+    argv = [*python, "-m", "iotpipe", "bridge", "--serial", str(pty.link)]
+    argv += ["--broker", f"mqtt://127.0.0.1:{port}", "--qos", str(qos), "--device-id", DEVICE]
+    argv += ["--spool", str(tmp / f"spool-{qos}"), "--ha-discovery", "off"]
+    argv += ["--log-level", "warning"]
+    bridge = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        topic = f"iotpipe/{DEVICE}/telemetry"
+        warm = subscriber(port, topic, 1, qos)
+        time.sleep(1.0)  # the bridge opens the port and connects
+        pty.write_all(line(0))
+        warm.wait(30)
+        sub = subscriber(port, topic, n, qos)
+        elapsed = timed(pty, sub, b"".join(line(i) for i in range(1, n + 1)))
+        rss = peak_rss_mb(bridge.pid)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(30)
+    return n / elapsed, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--qos", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median counts")
+    args = parser.parse_args()
+    mosquitto = shutil.which("mosquitto", path=os.environ["PATH"] + ":/usr/sbin")
+    if mosquitto is None:
+        raise SystemExit("bridge_bench: mosquitto is not installed")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as name:
+        tmp = Path(name)
+        conf = tmp / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
+        broker = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            print(f"{args.lines} readings of {len(line(1))} bytes, {os.cpu_count()} CPUs")
+            for qos in args.qos:
+                compare(tmp, port, args.lines, qos, args.repeat)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+
+
+def compare(tmp: Path, port: int, lines: int, qos: int, repeat: int) -> None:
+    c_rates, b_rates, rss = [], [], 0.0
+    for run in range(repeat):
+        c_rates.append(run_mosquitto_pub(tmp / f"pub-q{qos}-{run}", port, lines, qos))
+        rate, peak = run_bridge(tmp / f"bridge-q{qos}-{run}", port, lines, qos)
+        b_rates.append(rate)
+        rss = max(rss, peak)
+    c_rate, b_rate = statistics.median(c_rates), statistics.median(b_rates)
+    spool = "spool on" if qos else "no spool"
+    print(
+        f"QoS {qos}: mosquitto_pub -l {c_rate:>9,.0f}/s | bridge ({spool}) {b_rate:>9,.0f}/s"
+        f" | ratio {b_rate / c_rate:.2f} | bridge peak RSS {rss:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Driving one paho client from the bridge's own loop, and when to (re)connect.
+
+paho's ``loop_start`` thread would take the GIL from the thread that reads the port for
+every message; the bridge instead waits on the port and the MQTT sockets in one
+``select`` and calls paho's ``loop_read``/``loop_write``/``loop_misc`` itself. Only the
+blocking TCP (and TLS) connect runs on a short-lived thread, so an unreachable broker
+never stops the port being read. The policy: try at once, then back off from 1 s to 30 s,
+and start again at 1 s after a connection that worked.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
+MISC_EVERY_S = 1.0
+CONNACK_TIMEOUT_S = 30.0
+WRITE_TIMEOUT_S = 10.0
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def publish_frame(topic: str, payload: bytes) -> bytes:
+    """An MQTT 5 PUBLISH at QoS 0, no retain, no properties."""
+    name = topic.encode()
+    rest = len(name).to_bytes(2, "big") + name + b"\x00" + payload
+    return b"\x30" + _varint(len(rest)) + rest
+
+
+class Connection:
+    def __init__(self, client: mqtt.Client, on_fail: Callable[[str], None]) -> None:
+        self.client = client
+        self.on_fail = on_fail
+        self._enabled = False
+        self._thread: threading.Thread | None = None
+        self._error: str | None = None
+        self._next_attempt = 0.0
+        self._backoff = RECONNECT_MIN_S
+        self._last_misc = 0.0
+        self._attempt_at = 0.0
+        self._up = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def connecting(self) -> bool:
+        """A connect runs in the background: the loop should look again soon."""
+        return self._thread is not None
+
+    def socket(self) -> socket.socket | None:
+        """The socket to wait on, or None while not connected (or connecting)."""
+        if self._thread is not None:
+            return None
+        sock = self.client.socket()
+        return sock if isinstance(sock, socket.socket) else None
+
+    def want_write(self) -> bool:
+        return self.client.want_write()
+
+    def readable(self) -> None:
+        rc = self.client.loop_read()
+        sock = self.client.socket()
+        # TLS may hold decrypted bytes that select cannot see.
+        while rc == mqtt.MQTT_ERR_SUCCESS and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            rc = self.client.loop_read()
+
+    def writable(self) -> None:
+        self.client.loop_write()
+
+    def tick(self, now: float) -> None:
+        """Keepalive while connected; a connection attempt when one is due."""
+        if self._thread is not None:
+            if self._thread.is_alive():
+                return
+            self._thread = None
+            if self._error is not None:
+                self.on_fail(self._error)
+                self.lost(now)
+            return
+        if self.client.socket() is not None:
+            if not self._up and now - self._attempt_at > CONNACK_TIMEOUT_S:
+                self.on_fail(f"no answer to CONNECT within {CONNACK_TIMEOUT_S:.0f} s")
+                self.client.disconnect()  # paho's on_disconnect schedules the next attempt
+                self.lost(now)
+            elif now - self._last_misc >= MISC_EVERY_S:
+                self._last_misc = now
+                self.client.loop_misc()
+        elif self._enabled and now >= self._next_attempt:
+            self._next_attempt = float("inf")  # until this attempt has an outcome
+            self._attempt_at = now
+            self._thread = threading.Thread(target=self._connect, name="mqtt-connect")
+            self._thread.daemon = True
+            self._thread.start()
+
+    def _connect(self) -> None:
+        try:
+            self.client.reconnect()
+            self._error = None
+        except Exception as exc:  # a thread boundary: every failure is a failed attempt
+            self._error = str(exc) or type(exc).__name__
+
+    def connected(self) -> None:
+        self._up = True
+        self._backoff = RECONNECT_MIN_S
+
+    def lost(self, now: float) -> None:
+        self._up = False
+        self._next_attempt = now + self._backoff
+        self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
+
+    def flush(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Run the network alone until ``done()`` (used when stopping)."""
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            sock = self.socket()
+            if sock is None:
+                return False
+            wants = [sock] if self.want_write() else []
+            readable, writable, _ = select.select([sock], wants, [], 0.05)
+            if readable:
+                self.readable()
+            if writable:
+                self.writable()
+        return done()
+
+    def send_qos0(self, messages: list[tuple[str, bytes]]) -> bool:
+        """Write QoS 0 PUBLISH frames for many messages in one system call.
+
+        paho spends some 10 µs and a system call per publish; for fire-and-forget
+        readings the frame is four fields, so the bridge writes them itself, straight to
+        paho's socket — only when paho has nothing of its own waiting to go out, so bytes
+        never interleave. False (nothing written) means: publish through paho instead."""
+        sock = self.socket()
+        if sock is None or self.client.want_write():
+            return False
+        data = memoryview(b"".join(publish_frame(topic, payload) for topic, payload in messages))
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        while data:
+            try:
+                data = data[sock.send(data) :]
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the broker has not read for a while") from None
+                select.select([], [sock], [], 0.1)
+        return True
+
+    def disable(self) -> None:
+        self._enabled = False
+        if self._thread is not None:
+            self._thread.join(10)

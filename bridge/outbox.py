@@ -1,0 +1,156 @@
+"""The policy between the spool and the broker: what to send, when, and how fast.
+
+Every accepted reading is committed to the spool first (``put``); ``step`` hands spooled
+rows to MQTT in id order, at most ``window`` unacknowledged at a time, and deletes
+a row when its PUBACK arrives. After each (re)connect it starts again from the oldest
+unacknowledged row, so nothing is skipped; rows that were waiting when the connection came
+up (the backlog) are sent at ``drain_rate`` per second so a long outage does not flood the
+broker, and readings that arrive after them follow at full speed.
+
+Transport events (connect, disconnect, PUBACK) arrive from paho's callbacks; they are only
+queued there and handled in ``step``, outside paho's calls (paho calls ``on_publish``
+holding its own lock, which ``publish`` also takes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from iotpipe.bridge.events import changed
+from iotpipe.bridge.spool import Spool
+
+from iotpipe.counters import Counters
+
+log = logging.getLogger(__name__)
+
+WINDOW = 1000
+DRAIN_TICK_S = 0.02
+_CONNECTED, _DISCONNECTED = "connected", "disconnected"
+
+Send = Callable[[str, bytes], "int | None"]
+
+
+class Outbox:
+    def __init__(
+        self, spool: Spool, send: Send, counters: Counters, drain_rate: float, window: int = WINDOW
+    ) -> None:
+        self.spool = spool
+        self.send = send
+        self.counters = counters
+        self.drain_rate = drain_rate
+        self.window = window
+        self._events: deque[int | str] = deque()
+        self._inflight: dict[int, int] = {}  # mid -> spool row id
+        self._cursor = 0  # the last row id handed to MQTT on this connection
+        self._backlog_end = 0
+        self._connected = False
+        self._tokens = 0.0
+        self._refilled = time.monotonic()
+        self._full = False
+
+    # --- what happens: a batch read from the port, transport events -------------------
+    def put(self, messages: Iterable[tuple[str, bytes]]) -> None:
+        batch = list(messages)
+        if not batch:
+            return
+        dropped = self.spool.append(batch)
+        self.counters.inc("spooled", n=len(batch))
+        if dropped:
+            self.counters.inc("dropped", "spool_full", dropped)
+        if bool(dropped) != self._full:  # log the change, not every batch while full
+            self._full = bool(dropped)
+            level = logging.WARNING if dropped else logging.INFO
+            changed(
+                log,
+                "spool_full" if dropped else "spool_has_room",
+                level,
+                spool=self.spool.path,
+                max_bytes=self.spool.max_bytes,
+                dropped_total=self.counters.get("dropped", "spool_full"),
+            )
+
+    def connected(self) -> None:
+        self._events.append(_CONNECTED)
+
+    def disconnected(self) -> None:
+        self._events.append(_DISCONNECTED)
+
+    def acked(self, mid: int) -> None:
+        self._events.append(mid)
+
+    # --- the bridge's loop ---------------------------------------------------------------
+    @property
+    def draining(self) -> bool:
+        """Sending a backlog at the paced rate: call ``step`` often (every DRAIN_TICK_S)."""
+        return self._connected and self._cursor < self._backlog_end
+
+    def step(self) -> None:
+        """Handle queued events, delete what was acknowledged, send what the window allows."""
+        acked: list[int] = []
+        while self._events:
+            event = self._events.popleft()
+            if isinstance(event, int):
+                row_id = self._inflight.pop(event, None)
+                if row_id is not None:
+                    acked.append(row_id)
+            else:
+                if acked:  # acks of the old connection stand
+                    self._delete(acked)
+                    acked = []
+                self._switch(event == _CONNECTED)
+        if acked:
+            self._delete(acked)
+        if self._connected:
+            self._fill()
+
+    def _delete(self, row_ids: list[int]) -> None:
+        self.spool.delete(row_ids)
+        self.counters.inc("published", n=len(row_ids))
+
+    def _switch(self, connected: bool) -> None:
+        self._connected = connected
+        self._inflight.clear()  # the transport dropped its unacknowledged messages
+        self._cursor = 0
+        if connected:
+            self._backlog_end = self.spool.last_id()
+            self._tokens = 0.0
+            self._refilled = time.monotonic()
+            if self.spool.rows:
+                changed(log, "spool_draining", rows=self.spool.rows, rate=self.drain_rate)
+
+    def _fill(self) -> None:
+        room = self.window - len(self._inflight)
+        if room <= 0:
+            return
+        if self._cursor < self._backlog_end:
+            room = min(room, self._take_tokens(room))
+            if room <= 0:
+                return
+        for row_id, topic, payload in self.spool.after(self._cursor, room):
+            if row_id <= self._backlog_end:
+                self.counters.inc("replayed")
+            mid = self.send(topic, payload)
+            if mid is None:  # the connection went away under us; wait for the event
+                return
+            self._inflight[mid] = row_id
+            self._cursor = row_id
+
+    def _take_tokens(self, wanted: int) -> int:
+        now = time.monotonic()
+        burst = max(1.0, self.drain_rate * DRAIN_TICK_S * 2)
+        self._tokens = min(burst, self._tokens + (now - self._refilled) * self.drain_rate)
+        self._refilled = now
+        taken = min(wanted, int(self._tokens))
+        self._tokens -= taken
+        return taken
+
+    @property
+    def backlog(self) -> int:
+        return self.spool.rows
+
+    def idle(self) -> bool:
+        """Nothing waiting and nothing in flight (for tests and a clean shutdown)."""
+        return not self._inflight and self.spool.rows == 0

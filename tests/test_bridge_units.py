@@ -1,0 +1,246 @@
+"""The bridge's pure parts and its spool, without processes: fast, exact."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iotpipe.bridge import discovery, ports
+from iotpipe.bridge.fastpath import FastReadings
+from iotpipe.bridge.outbox import Outbox
+from iotpipe.bridge.requests import (
+    Request,
+    RequestRejected,
+    Route,
+    Router,
+    parse_request,
+    route_for,
+)
+from iotpipe.bridge.spool import Spool
+from iotpipe.bridge.translate import Translator
+from iotpipe.bridge.watch import GapTracker
+
+from iotpipe import wire
+from iotpipe.counters import Counters
+from tests.conftest import VECTORS
+
+
+@dataclass
+class FakePort:
+    device: str
+    vid: int | None = None
+    serial_number: str | None = None
+
+
+PLUGGED = [
+    FakePort("/dev/ttyS0"),
+    FakePort("/dev/ttyUSB1", 0x10C4, "0001"),
+    FakePort("/dev/ttyACM0", 0x2E8A, "E66038B7133A2D2F"),
+]
+
+
+def test_serial_auto_picks_the_first_port_of_a_known_board_vendor() -> None:
+    assert ports.resolve("auto", lambda: PLUGGED) == "/dev/ttyACM0"
+
+
+def test_serial_number_finds_the_board_wherever_it_enumerated() -> None:
+    moved = [FakePort("/dev/ttyACM3", 0x2E8A, "E66038B7133A2D2F")]
+    assert ports.resolve("E66038B7133A2D2F", lambda: PLUGGED) == "/dev/ttyACM0"
+    assert ports.resolve("E66038B7133A2D2F", lambda: moved) == "/dev/ttyACM3"
+
+
+def test_paths_and_urls_are_used_as_given_and_absent_boards_are_reported() -> None:
+    for spec in ("/dev/serial/by-id/usb-x", "socket://127.0.0.1:7000", "rfc2217://h:1"):
+        assert ports.resolve(spec, lambda: []) == spec
+    with pytest.raises(ports.PortNotFound, match="serial number"):
+        ports.resolve("nope", lambda: PLUGGED)
+    with pytest.raises(ports.PortNotFound, match="known board vendor"):
+        ports.resolve("auto", lambda: [FakePort("/dev/ttyS0")])
+
+
+def test_spool_keeps_rows_across_reopening_and_never_reuses_an_id(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 10**6)
+    spool.append([("t", b"a"), ("t", b"b")])
+    spool.delete([1, 2])
+    spool.append([("t", b"c")])
+    assert [r[0] for r in spool.after(0, 10)] == [3]
+    spool.remember("device", "d1")
+    spool.close()
+    again = Spool(tmp_path, 10**6)
+    assert again.after(0, 10) == [(3, "t", b"c")] and again.rows == 1
+    assert again.recall("device") == "d1"
+
+
+def test_a_full_spool_drops_the_oldest_rows_and_says_how_many(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1000)
+    dropped = spool.append([("t", b"x" * 100) for _ in range(20)])
+    assert dropped > 0 and spool.size <= 1000
+    kept = spool.after(0, 100)
+    assert kept[-1][0] == 20 and len(kept) == 20 - dropped
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, bytes]] = []
+
+    def send(self, topic: str, payload: bytes) -> int | None:
+        self.sent.append((len(self.sent) + 1, payload))
+        return len(self.sent)
+
+
+def _outbox(tmp_path: Path, rate: float = 1e9) -> tuple[Outbox, Transport]:
+    transport = Transport()
+    return Outbox(Spool(tmp_path, 10**7), transport.send, Counters("t"), rate), transport
+
+
+def test_outbox_deletes_a_reading_only_when_acknowledged(tmp_path: Path) -> None:
+    outbox, transport = _outbox(tmp_path)
+    outbox.connected()
+    outbox.put([("t", b"1"), ("t", b"2")])
+    outbox.step()
+    assert [p for _, p in transport.sent] == [b"1", b"2"]
+    outbox.acked(1)
+    outbox.step()
+    assert [r[2] for r in outbox.spool.after(0, 10)] == [b"2"]
+
+
+def test_after_a_reconnect_every_unacknowledged_reading_is_sent_again_in_order(
+    tmp_path: Path,
+) -> None:
+    outbox, transport = _outbox(tmp_path)
+    outbox.connected()
+    outbox.put([("t", b"1"), ("t", b"2"), ("t", b"3")])
+    outbox.step()
+    outbox.acked(1)
+    outbox.disconnected()
+    outbox.put([("t", b"4")])  # while the broker is away: spooled, not sent
+    outbox.step()
+    assert len(transport.sent) == 3
+    outbox.connected()
+    outbox.step()
+    assert [p for _, p in transport.sent[3:]] == [b"2", b"3", b"4"]
+
+
+def test_backlog_is_drained_at_the_configured_rate(tmp_path: Path) -> None:
+    outbox, transport = _outbox(tmp_path, rate=100)
+    outbox.put([("t", b"%d" % i) for i in range(1000)])
+    outbox.connected()
+    outbox.step()
+    assert len(transport.sent) <= 5  # a burst of a few ticks' worth, not the whole backlog
+
+
+def _request(client_id: str | int, route: str = "r") -> Request:
+    return Request(client_id, "ping", None, Route(route, b"c-%s" % str(client_id).encode()))
+
+
+def test_two_clients_with_the_same_id_each_get_their_own_answer() -> None:
+    router = Router(timeout=5, max_on_board=10)
+    first = router.submit(_request(1, "a"), now=0).write[0]
+    second = router.submit(_request(1, "b"), now=0).write[0]
+    ids = [json.loads(line)["id"] for line in (first, second)]
+    assert ids[0] != ids[1]
+    reply, _ = router.answered(wire.Answer(ids[1], True, result={"uptime_ms": 5}))
+    assert reply is not None and reply.route == Route("b", b"c-1")
+    assert json.loads(reply.payload) == {"id": 1, "ok": True, "result": {"uptime_ms": 5}}
+
+
+def test_requests_wait_their_turn_and_late_ones_get_a_timeout_answer() -> None:
+    router = Router(timeout=2, max_on_board=1)
+    assert len(router.submit(_request("x"), now=0).write) == 1
+    assert router.submit(_request("y"), now=1).write == []  # waits for x
+    expired = router.expire(now=2.5)
+    assert [json.loads(r.payload)["id"] for r in expired.replies] == ["x"]
+    assert "timeout" in json.loads(expired.replies[0].payload)["error"]
+    assert len(expired.write) == 1  # y goes to the board now
+
+
+def test_a_request_that_is_not_json_is_refused_with_a_reason() -> None:
+    route = Route("r")
+    for payload, reason in [
+        (b"{nope", "not_json"),
+        (b"[1]", "not_object"),
+        (b'{"cmd":"ping"}', "bad_id"),
+        (b'{"id":"1","cmd":7}', "bad_cmd"),
+        (b'{"id":"1","cmd":"set","args":[1]}', "bad_args"),
+    ]:
+        with pytest.raises(RequestRejected) as caught:
+            parse_request(payload, route)
+        assert caught.value.reason == reason
+
+
+def test_replies_go_to_the_response_topic_then_reply_to_then_the_default() -> None:
+    body = b'{"id":"1","cmd":"ping","reply_to":"me/answers"}'
+    assert route_for(body, "v5/topic", b"corr", "d") == Route("v5/topic", b"corr")
+    assert route_for(body, None, None, "d") == Route("me/answers")
+    assert route_for(b'{"id":"1","reply_to":"bad/#"}', None, None, "d") == Route("d")
+    assert route_for(b"\xff not json", None, None, "d") == Route("d")
+
+
+def test_a_jump_in_seq_within_a_boot_is_a_gap_and_a_new_boot_is_not() -> None:
+    gaps = GapTracker()
+    assert gaps.see("d", "00000001", 5) is None
+    assert gaps.see("d", "00000001", 6) is None
+    assert gaps.see("d", "00000001", 9) == (7, 8)
+    assert gaps.see("d", "00000002", 0) is None
+    assert gaps.see("d", "00000001", 9) is None  # a repeat is not a gap
+
+
+def test_home_assistant_discovery_describes_each_metric() -> None:
+    hello = wire.Hello(
+        "d1", "0a1b2c3d", 1, "0.2.0", "esp32", ["sht31"], {"temperature": "°C"}, 5000
+    )
+    (config,) = discovery.configs(hello, "iotpipe", "iotpipe/bridge/b/status")
+    body = json.loads(config.payload)
+    assert config.topic == "homeassistant/sensor/d1/temperature/config" and config.retain
+    assert body["device_class"] == "temperature" and body["unit_of_measurement"] == "°C"
+    assert body["state_topic"] == "iotpipe/d1/telemetry" and body["state_class"] == "measurement"
+    assert {a["topic"] for a in body["availability"]} == {
+        "iotpipe/d1/status",
+        "iotpipe/bridge/b/status",
+    }
+
+
+VECTOR_DATA = json.loads(VECTORS.read_text())
+
+
+def _raw(vector: dict[str, Any]) -> bytes:
+    return bytes.fromhex(vector["line_hex"]) if "line_hex" in vector else vector["line"].encode()
+
+
+def _taught(raw: bytes) -> FastReadings:
+    """A fast path that learned the most it could from valid lines of the same board."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        obj = {}
+    obj = obj if isinstance(obj, dict) else {}
+    device, boot, metrics = obj.get("device"), obj.get("boot"), obj.get("metrics")
+    fast = FastReadings()
+    ok = isinstance(device, str) and wire.DEVICE_ID_RE.fullmatch(device)
+    fast.device = device if ok else "dev"
+    ok = isinstance(boot, str) and wire.BOOT_ID_RE.fullmatch(boot)
+    fast.boot = boot if ok else "0a1b2c3d"
+    names = metrics if isinstance(metrics, dict) else {}
+    fast.names = frozenset(n for n in names if isinstance(n, str) and wire.METRIC_RE.fullmatch(n))
+    return fast
+
+
+@pytest.mark.parametrize("vector", VECTOR_DATA["invalid"], ids=lambda v: v["name"])
+def test_the_fast_path_never_accepts_what_the_parser_rejects(vector: dict[str, Any]) -> None:
+    raw = _raw(vector)
+    assert _taught(raw).telemetry(raw.rstrip(b"\r"), 1.0) is None
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in VECTOR_DATA["encode"] if v["kind"] == "reading"],
+    ids=lambda v: v["name"],
+)
+def test_the_fast_path_gives_the_same_telemetry_as_the_parser(vector: dict[str, Any]) -> None:
+    raw = vector["line"].encode()
+    reading = wire.parse_line(raw)
+    expected = Translator("iotpipe").message(reading, "x", 1763700000.12345).payload
+    assert _taught(raw).telemetry(raw, 1763700000.12345) == (reading.seq, expected)  # type: ignore[union-attr]
