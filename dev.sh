@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 RUN_PACKAGES=(mosquitto mosquitto-clients)
-TEST_PACKAGES=(chromium)
+# chromium: the browser tests; postgresql: the dashboard store tests run on it too.
+TEST_PACKAGES=(chromium postgresql)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from iotpipe import __version__
+from iotpipe import __version__, configfile
 from iotpipe.errors import UserError
+from iotpipe.settings import SETTINGS
 
 
 class CommandModule(Protocol):
@@ -34,7 +35,30 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
         "iotpipe.board.virtual",
         "run the firmware under the MicroPython unix port behind a pseudo-terminal",
     ),
+    (
+        ("board", "deploy"),
+        "iotpipe.board.deploy",
+        "copy the firmware and its config to a board with mpremote and restart it",
+    ),
+    (("board", "ports"), "iotpipe.board.ports", "list serial ports that look like boards"),
+    (
+        ("doctor",),
+        "iotpipe.doctor",
+        "check this machine (Mosquitto, ports, serial permissions, boards, broker login)",
+    ),
+    (("sub",), "iotpipe.sub", "print live MQTT messages decoded and aligned"),
+    (("export",), "iotpipe.export", "write a device's history from the dashboard's store"),
 ]
+
+GROUPS = {"board": "MicroPython boards: a virtual one, deploying the firmware, finding ports"}
+
+PRECEDENCE = (
+    "Every flag can also be set by its IOTPIPE_… environment variable or in the TOML "
+    "configuration file (--config FILE, else $IOTPIPE_CONFIG, else "
+    "~/.config/iotpipe/config.toml if it exists; flat keys named like the flags, or a "
+    "table per command such as [bridge]). A flag wins over the environment, the "
+    "environment over the file, the file over the default. See docs/configuration.md."
+)
 
 
 def _load(module: str) -> CommandModule:
@@ -44,18 +68,37 @@ def _load(module: str) -> CommandModule:
 def _chosen(argv: Sequence[str]) -> tuple[str, ...] | None:
     """The command words named in argv, so only that command's module is imported."""
     words = [a for a in argv if not a.startswith("-")]
+    named = configfile.named_in(argv)
+    if named is not None and configfile.FLAG in argv:
+        words.remove(named)  # the value of `--config FILE` is not a command word
     for command, _module, _help in COMMANDS:
         if tuple(words[: len(command)]) == command:
             return command
     return None
 
 
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+    # Read before the flags are built (see configfile.activate); declared here so that
+    # argparse accepts it and --help shows it, before or after the command.
+    parser.add_argument(
+        configfile.FLAG,
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"TOML configuration file (env {configfile.ENV}; "
+        "default: ~/.config/iotpipe/config.toml if it exists)",
+    )
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    config = configfile.activate(argv)
+    config.check(SETTINGS, (" ".join(words) for words, _m, _h in COMMANDS))
     parser = argparse.ArgumentParser(
         prog="iotpipe",
         description="MicroPython sensor boards → serial → MQTT → live charts in a browser.",
+        epilog=PRECEDENCE,
     )
     parser.add_argument("--version", action="version", version=f"iotpipe {__version__}")
+    _add_config_flag(parser)
     top = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     chosen = _chosen(argv)
@@ -63,15 +106,19 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         subs = top
         for group in words[:-1]:
             if group not in groups:
-                group_parser = top.add_parser(group, help=f"{group} commands")
+                about = GROUPS.get(group, f"{group} commands")
+                group_parser = top.add_parser(group, help=about, description=about)
                 groups[group] = group_parser.add_subparsers(
                     title=f"{group} commands", metavar="COMMAND", required=True
                 )
             subs = groups[group]
-        sub = subs.add_parser(words[-1], help=help_text, description=help_text)
+        sub = subs.add_parser(words[-1], help=help_text, description=help_text, epilog=PRECEDENCE)
         sub.set_defaults(command_module=module)
         if words == chosen:
+            _add_config_flag(sub)
             _load(module).configure(sub)
+            flags = {o[2:] for a in sub._actions for o in a.option_strings if o.startswith("--")}
+            config.check_command(" ".join(words), flags & set(SETTINGS))
     return parser
 
 
@@ -88,8 +135,8 @@ def _configure_logging(level_name: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
     try:
+        args = build_parser(argv).parse_args(argv)
         _configure_logging(getattr(args, "log_level", "info"))
         return _load(args.command_module).run(args)
     except UserError as exc:

@@ -2,19 +2,24 @@
 
 The CLI builds its flags from this table, and ``docs/configuration.md`` is checked against
 it by a test, so the three can never disagree. Precedence: flag, then ``IOTPIPE_…``
-environment variable, then the default here.
+environment variable, then the configuration file (``iotpipe.configfile``), then the
+default here.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iotpipe import configfile
+from iotpipe.dashboard.durations import check_share_group, parse_duration
 from iotpipe.endpoints import parse_broker_url, parse_host_port
+from iotpipe.errors import UserError
 from iotpipe.topics import check_base
 
 
@@ -38,6 +43,12 @@ def _count(low: int, high: int) -> Callable[[str], int]:
 
 def _port(text: str) -> int:
     return _count(1, 65535)(text)
+
+
+def _on_off(text: str) -> bool:
+    if text.lower() not in ("on", "off"):
+        raise ValueError(f"{text!r} must be on or off")
+    return text.lower() == "on"
 
 
 def _default_data_dir() -> str:
@@ -65,7 +76,13 @@ class Setting:
 _TABLE = [
     Setting("broker", "mqtt://127.0.0.1:1883", "MQTT broker URL", parse_broker_url, "URL"),
     Setting("base-topic", "iotpipe", "first level of every topic", check_base, "TOPIC"),
-    Setting("serial", None, "the board's serial port (path or pyserial URL)", str, "PORT"),
+    Setting(
+        "serial",
+        None,
+        "the board's serial port: path, pyserial URL, `auto` or USB serial number",
+        str,
+        "PORT",
+    ),
     Setting("baud", 115200, "serial baud rate", _count(50, 4_000_000), "BAUD"),
     Setting("http", "127.0.0.1:8080", "where the dashboard listens", parse_host_port, "HOST:PORT"),
     Setting("data", _default_data_dir(), "data directory (history, broker state)", Path, "DIR"),
@@ -87,6 +104,89 @@ _TABLE = [
         "N",
     ),
     Setting("log-level", "info", "debug, info, warning or error", str.lower, "LEVEL"),
+    Setting(
+        "store",
+        None,
+        "dashboard history store: a postgresql:// URL (default: SQLite in --data)",
+        str,
+        "URL",
+    ),
+    Setting(
+        "retention",
+        None,
+        "dashboard: drop history older than this, e.g. 365d or 12h (default: keep)",
+        parse_duration,
+        "AGE",
+    ),
+    Setting(
+        "share-group",
+        None,
+        "dashboard: MQTT 5 shared-subscription group that splits ingest between dashboards",
+        check_share_group,
+        "NAME",
+    ),
+    Setting("alerts", None, "dashboard: TOML file of threshold alert rules", Path, "FILE"),
+    Setting(
+        "http-threads",
+        64,
+        "dashboard: server threads (each open live stream holds one)",
+        _count(8, 1000),
+        "N",
+    ),
+    Setting(
+        "command-timeout",
+        5.0,
+        "dashboard: seconds to wait for a board's answer to a command",
+        _positive_float,
+        "S",
+    ),
+    Setting(
+        "spool",
+        None,
+        "bridge: its on-disk spool of readings (default: DATA/spool/PORT-NAME)",
+        Path,
+        "DIR",
+    ),
+    Setting(
+        "spool-max-mb",
+        100.0,
+        "bridge: largest size of the spool; beyond it the oldest readings are dropped",
+        _positive_float,
+        "MB",
+    ),
+    Setting(
+        "qos", 1, "bridge: QoS of readings (1 spools each until acknowledged)", _count(0, 1), "0|1"
+    ),
+    Setting(
+        "drain-rate",
+        500.0,
+        "bridge: spooled readings sent per second after an outage",
+        _positive_float,
+        "N",
+    ),
+    Setting(
+        "request-timeout",
+        4.0,
+        "bridge: seconds a board has to answer a command before the asker gets an error",
+        _positive_float,
+        "S",
+    ),
+    Setting(
+        "ha-discovery", "on", "bridge: publish Home Assistant discovery configs", _on_off, "on|off"
+    ),
+    Setting("ha-prefix", "homeassistant", "Home Assistant discovery prefix", check_base, "TOPIC"),
+    Setting(
+        "metrics",
+        None,
+        "bridge: serve Prometheus metrics at http://HOST:PORT/metrics",
+        parse_host_port,
+        "HOST:PORT",
+    ),
+    Setting("mqtt-user", None, "MQTT user name (instead of one in --broker)", str, "NAME"),
+    Setting("mqtt-password", None, "MQTT password (better set in the environment)", str, "SECRET"),
+    Setting("mqtt-ca", None, "CA certificate file to verify the broker's TLS", Path, "FILE"),
+    Setting("mqtt-cert", None, "client certificate file for TLS", Path, "FILE"),
+    Setting("mqtt-key", None, "private key file of the client certificate", Path, "FILE"),
 ]
 SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}
 
@@ -94,11 +194,16 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}
 def add_settings(
     parser: argparse.ArgumentParser, *names: str, required: tuple[str, ...] = ()
 ) -> None:
-    """Add the named settings as flags whose default comes from the environment."""
+    """Add the named settings as flags whose default comes from the environment, else
+    from the configuration file, else from the table above."""
+    command = parser.prog.partition(" ")[2]
     for name in names:
         setting = SETTINGS[name]
-        from_env = os.environ.get(setting.env)
-        default = from_env if from_env is not None else setting.default
+        default, source = os.environ.get(setting.env), f"${setting.env}"
+        if default is None:
+            default, source = _from_config(setting, command), "the config file"
+        if default is None:
+            default, source = setting.default, ""
         # argparse runs `type` on string defaults too, so a bad environment value is
         # reported exactly like a bad flag.
         parser.add_argument(
@@ -108,8 +213,32 @@ def add_settings(
             default=default,
             required=name in required and default is None,
             metavar=setting.metavar,
-            help=f"{setting.help} (env {setting.env}; default: {setting.default})",
+            help=_help(setting, default if source else None, source),
         )
+
+
+def _help(setting: Setting, value: str | None, source: str) -> str:
+    # A setting without a default says in its own help what happens when it is not set.
+    default = "" if setting.default is None else f"; default: {setting.default}"
+    if value is not None:  # so `--help` shows where a surprising value came from
+        shown = (
+            "***"
+            if "password" in setting.name
+            else re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", value)
+        )
+        default += f"; now {shown} from {source}"
+    return f"{setting.help} (env {setting.env}{default})"
+
+
+def _from_config(setting: Setting, command: str) -> str | None:
+    config = configfile.active()
+    text = config.value(command, setting.name)
+    if text is not None:
+        try:
+            setting.parse(text)
+        except ValueError as exc:
+            raise UserError(f"{config.path}: {setting.name} = {text!r}: {exc}") from None
+    return text
 
 
 def _named(setting: Setting) -> Callable[[str], Any]:

@@ -46,8 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_settings(parser, "device-id", "log-level")
     parser.add_argument("--interval", type=_seconds, metavar="S", help="seconds between readings")
+    # Not --config: that is iotpipe's own TOML settings file, taken by every command.
     parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="JSON with more config keys (sensors, …)"
+        "--board-config",
+        type=Path,
+        metavar="FILE",
+        help="JSON with more keys for the board's config.json (sensors, …)",
     )
     parser.add_argument("--no-mpy", action="store_true", help="copy .py source, never .mpy")
 
@@ -61,13 +65,13 @@ def _seconds(text: str) -> float:
 
 def build_config(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    if args.config is not None:
+    if args.board_config is not None:
         try:
-            config = json.loads(args.config.read_text())
+            config = json.loads(args.board_config.read_text())
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot read --config {args.config}: {exc}") from None
+            raise UserError(f"cannot read --board-config {args.board_config}: {exc}") from None
         if not isinstance(config, dict):
-            raise UserError(f"--config {args.config} must hold a JSON object")
+            raise UserError(f"--board-config {args.board_config} must hold a JSON object")
     if args.device_id:
         if not wire.DEVICE_ID_RE.fullmatch(args.device_id):
             raise UserError(f"device id {args.device_id!r} must match {wire.DEVICE_ID_RE.pattern}")

@@ -1,0 +1,282 @@
+"""The dashboard's figures: ingest rate, series query time, live latency and memory.
+
+    .venv/bin/python benchmarks/dashboard_bench.py [--readings N] [--rows N] [--skip-series]
+
+1. Ingest: N telemetry messages published at full speed to a fresh broker; the time until
+   the dashboard has stored them all, beside the time ``mosquitto_sub`` takes to receive
+   the same stream (their ratio says whether the dashboard keeps up with the broker).
+2. Series: a year of one metric at 1 Hz (``--rows``, default 31,536,000) written straight
+   into a SQLite store with its rollups generated in SQL, then
+   ``/api/devices/…/series?points=2000`` over the whole year, a day and an hour.
+3. Latency: 100 readings/s for 10 s; publish → the SSE event arriving at a client.
+Peak RSS of the dashboard process is read from /proc. Not a test: the figures depend on
+the machine (see docs/benchmarks.md, section Dashboard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+YEAR = 365 * 86400
+T0 = 1_700_000_000 - 1_700_000_000 % 3600
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+STARTED: list[subprocess.Popen[bytes]] = []
+"""Every process this script starts, stopped by main() even when a phase fails."""
+
+
+def iotpipe(tmp: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
+    log = (tmp / f"{name}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "iotpipe", *args], stdout=log, stderr=log)
+    STARTED.append(proc)
+    return proc
+
+
+def wait_for(check: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"timed out after {timeout} s")
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return bytes(resp.read())
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # peak resident set size
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def counter(base: str, name: str) -> int:
+    for line in get(base + "/metrics").decode().splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return 0
+
+
+def payload(seq: int, ts: float) -> bytes:
+    return (
+        b'{"device":"bench","boot":"0a1b2c3d","seq":%d,"ts":%.3f,"uptime_ms":%d,'
+        b'"metrics":{"temperature":21.%02d,"humidity":48.3,"pressure":1013.2}}'
+        % (seq, ts, seq * 10, seq % 100)
+    )
+
+
+def publisher(port: int) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+class Dashboard:
+    def __init__(self, tmp: Path, broker_port: int, data: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = iotpipe(
+            tmp, f"dashboard-{self.port}", "dashboard",
+            "--broker", f"mqtt://127.0.0.1:{broker_port}",
+            "--http", f"127.0.0.1:{self.port}", "--data", str(data),
+            "--history", "100000000", "--log-level", "warning", *extra,
+        )  # fmt: skip
+        wait_for(lambda: json.loads(get(self.base + "/healthz"))["mqtt_connected"])
+
+    def stop(self) -> float:
+        peak = rss_mb(self.proc.pid)
+        self.proc.terminate()
+        self.proc.wait(30)
+        return peak
+
+
+def publish_all(port: int, n: int) -> None:
+    """N readings at QoS 1 as fast as paho sends them; returns when the last is acked.
+    (``mosquitto_pub -l`` would be faster, but Mosquitto 2.0.11 cuts it off with "out of
+    memory" after some 34,000 messages at full speed.)"""
+    client = publisher(port)
+    now = time.time() - n / 1000
+    pending: deque[mqtt.MQTTMessageInfo] = deque()
+    for seq in range(n):
+        pending.append(client.publish("iotpipe/bench/telemetry", payload(seq, now + seq / 1000), 1))
+        if len(pending) > 30_000:  # message ids are 16 bits: never 65,536 outstanding
+            pending.popleft().wait_for_publish(600)
+    for info in pending:
+        info.wait_for_publish(600)
+    client.loop_stop()
+    client.disconnect()
+
+
+def bench_ingest(tmp: Path, broker_port: int, n: int) -> dict[str, float]:
+    """Live: the dashboard and mosquitto_sub take the same stream from mosquitto_pub."""
+    dash = Dashboard(tmp, broker_port, tmp / "ingest")
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-p", str(broker_port), "-q", "1", "-t", "iotpipe/+/telemetry",
+         "-C", str(n)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    STARTED.append(sub)
+    time.sleep(0.5)  # mosquitto_sub has subscribed
+    started = time.perf_counter()
+    publish_all(broker_port, n)
+    sub.wait(600)
+    sub_s = time.perf_counter() - started
+    wait_for(lambda: counter(dash.base, "iotpipe_dashboard_stored_total") >= n, 600)
+    dash_s = time.perf_counter() - started
+    rss = dash.stop()
+    return {"n": n, "dash_rate": n / dash_s, "sub_rate": n / sub_s, "rss_mb": rss}
+
+
+def bench_backlog(tmp: Path, broker_port: int, n: int) -> dict[str, float]:
+    """The dashboard's own capacity: N readings wait in its persistent session while it is
+    stopped; the rate at which it stores them once started again (timed from its first
+    stored reading, so its start-up is not counted)."""
+    data = tmp / "backlog"
+    Dashboard(tmp, broker_port, data).stop()  # creates the session and its subscriptions
+    publish_all(broker_port, n)
+    dash = Dashboard(tmp, broker_port, data)
+    stored = 0
+    while stored == 0:
+        stored = counter(dash.base, "iotpipe_dashboard_stored_total")
+    first, started = stored, time.perf_counter()
+    wait_for(lambda: counter(dash.base, "iotpipe_dashboard_stored_total") >= n, 600)
+    rate = (n - first) / (time.perf_counter() - started)
+    return {"n": n, "rate": rate, "rss_mb": dash.stop()}
+
+
+def make_year(data: Path, rows: int) -> float:
+    """A year (or ``rows`` seconds) of 1 Hz samples for one metric, written in SQL."""
+    from iotpipe.dashboard.sqlite_store import SQLiteStore
+
+    data.mkdir(parents=True, exist_ok=True)
+    SQLiteStore(data / "history.sqlite3").close()  # the schema, as the dashboard makes it
+    started = time.perf_counter()
+    db = sqlite3.connect(data / "history.sqlite3")
+    db.executescript(f"""
+        PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;
+        INSERT INTO series (id, device, metric) VALUES (1, 'bench', 'temperature');
+        INSERT INTO devices (id, status, last_ts, last)
+            VALUES ('bench', 'online', {T0 + rows - 1}, '{{"temperature": 20.0}}');
+        WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < {rows})
+        INSERT INTO samples SELECT 1, {T0} + i, 20 + (i % 86400) / 8640.0
+            + CASE WHEN i % 1000003 = 0 THEN 50 ELSE 0 END FROM c;
+        INSERT INTO rollups SELECT 1, 60, CAST(ts / 60 AS INTEGER) * 60, count(*), sum(value),
+            min(value), max(value) FROM samples GROUP BY 3;
+        INSERT INTO rollups SELECT 1, 3600, bucket / 3600 * 3600, sum(n), sum(sum), min(min),
+            max(max) FROM rollups WHERE res = 60 GROUP BY 3;
+    """)
+    db.close()
+    return time.perf_counter() - started
+
+
+def timed(url: str, runs: int = 21) -> tuple[float, int, str]:
+    times, body = [], {}
+    for _ in range(runs):
+        started = time.perf_counter()
+        body = json.loads(get(url))
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), len(body["t"]), body["source"]
+
+
+def bench_series(tmp: Path, broker_port: int, rows: int) -> dict[str, object]:
+    data = tmp / "year"
+    made_s = make_year(data, rows)
+    dash = Dashboard(tmp, broker_port, data)
+    url = dash.base + "/api/devices/bench/series?metric=temperature&points=2000"
+    spans = {"all": rows, "day": 86400, "hour": 3600}
+    result: dict[str, object] = {"rows": rows, "make_s": made_s}
+    for name, span in spans.items():
+        result[name] = timed(f"{url}&since={T0}&until={T0 + span}")
+    result["rss_mb"] = dash.stop()
+    return result
+
+
+def bench_latency(tmp: Path, broker_port: int, rate: float, seconds: float) -> dict[str, float]:
+    dash = Dashboard(tmp, broker_port, tmp / "latency")
+    arrived: dict[int, float] = {}
+    conn = http.client.HTTPConnection("127.0.0.1", dash.port, timeout=30)
+    conn.request("GET", "/api/stream")
+    resp = conn.getresponse()
+
+    def read() -> None:
+        for raw in resp:
+            if raw.startswith(b"data: "):
+                arrived[json.loads(raw[6:])["seq"]] = time.perf_counter()
+
+    threading.Thread(target=read, daemon=True).start()
+    client = publisher(broker_port)
+    sent: dict[int, float] = {}
+    n = int(rate * seconds)
+    start = time.perf_counter()
+    for seq in range(n):
+        time.sleep(max(0.0, start + seq / rate - time.perf_counter()))
+        sent[seq] = time.perf_counter()
+        client.publish("iotpipe/bench/telemetry", payload(seq, time.time()), 1)
+    wait_for(lambda: len(arrived) >= n, 30)
+    lat = sorted((arrived[s] - sent[s]) * 1000 for s in range(n))
+    client.loop_stop()
+    conn.close()
+    rss = dash.stop()
+    return {"n": n, "p50": lat[n // 2], "p99": lat[int(n * 0.99)], "max": lat[-1], "rss_mb": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=YEAR)
+    parser.add_argument("--skip-series", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as name:
+        tmp = Path(name)
+        port = free_port()
+        iotpipe(tmp, "broker", "broker", "--port", str(port), "--data", str(tmp / "b"))
+        try:
+            wait_for(lambda: socket.create_connection(("127.0.0.1", port), 0.2).close() or 1)
+            ingest = bench_ingest(tmp, port, args.readings)
+            print("ingest:", json.dumps(ingest), flush=True)
+            backlog = bench_backlog(tmp, port, args.readings)
+            print("backlog:", json.dumps(backlog), flush=True)
+            latency = bench_latency(tmp, port, 100.0, 10.0)
+            print("latency:", json.dumps(latency), flush=True)
+            if not args.skip_series:
+                print("series:", json.dumps(bench_series(tmp, port, args.rows)), flush=True)
+        finally:
+            for proc in reversed(STARTED):
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The JSON API: devices, series, chart figures, CSV export.
+
+Input is checked by ``params`` before anything else runs; a bad value is a 400 and an
+unknown device or metric a 404, each as ``{"error": "..."}`` (see ``app.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from iotpipe.dashboard import series
+from iotpipe.dashboard.params import NotFound, device_id, metric_name, parse_range
+from iotpipe.dashboard.services import Services
+from iotpipe.dashboard.store import DeviceRow
+
+bp = Blueprint("api", __name__)
+EXPORT_BATCH = 10_000
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["iotpipe"]
+    return found
+
+
+def _device_json(row: DeviceRow, metrics: list[str]) -> dict[str, Any]:
+    meta = row.meta or {}
+    return {
+        "id": row.id,
+        "status": row.status or "unknown",
+        "last": {"ts": row.last_ts, "metrics": row.last} if row.last_ts is not None else None,
+        "units": {**{m: "" for m in metrics}, **meta.get("units", {})},
+        "metrics": metrics,
+        "meta": meta,
+    }
+
+
+def _known_device(device: str) -> DeviceRow:
+    device = device_id(device)
+    for row in services().store.devices():
+        if row.id == device:
+            return row
+    raise NotFound(f"no device {device!r}")
+
+
+@bp.get("/api/devices")
+def devices() -> Response:
+    store = services().store
+    return jsonify([_device_json(row, store.metrics(row.id)) for row in store.devices()])
+
+
+@bp.get("/api/devices/<device>/series")
+def device_series(device: str) -> Response:
+    row = _known_device(device)
+    store = services().store
+    metric = metric_name(request.args, store.metrics(row.id))
+    rng = parse_range(request.args)
+    found = series.query(store, row.id, metric, rng.since, rng.until, rng.points)
+    return jsonify({"t": found.t, "v": found.v, "source": found.source})
+
+
+@bp.get("/api/charts/<metric>")
+def chart(metric: str) -> Response:
+    """One figure for ``metric`` with a trace per device that has it (or those named)."""
+    store = services().store
+    rows = store.devices()
+    wanted = request.args.get("devices")
+    names = set(wanted.split(",")) if wanted else None
+    having = [r for r in rows if metric in store.metrics(r.id) and (not names or r.id in names)]
+    if not having:
+        raise NotFound(f"no device has a metric {metric[:40]!r}")
+    rng = parse_range(request.args)
+    traces = {
+        r.id: series.query(store, r.id, metric, rng.since, rng.until, rng.points) for r in having
+    }
+    unit = next(((r.meta or {}).get("units", {}).get(metric, "") for r in having), "")
+    from iotpipe.dashboard.figures import metric_figure  # plotly: only when a chart is asked
+
+    return Response(metric_figure(metric, unit, traces), mimetype="application/json")
+
+
+@bp.get("/api/devices/<device>/export.csv")
+def export_csv(device: str) -> Response:
+    """Every raw sample in the range, streamed in batches so a year never sits in memory."""
+    row = _known_device(device)
+    store = services().store
+    metrics = store.metrics(row.id)
+    chosen = [request.args["metric"]] if request.args.get("metric") else metrics
+    for m in chosen:
+        metric_name({"metric": m}, metrics)
+    # The whole history unless a range is given.
+    rng = parse_range({**request.args.to_dict(), "since": request.args.get("since") or "0"})
+    since, until = rng.since, rng.until
+
+    def rows() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["ts", "device", "metric", "value"])
+        for m in chosen:
+            start = since
+            while True:
+                batch = store.raw(row.id, m, start, until, EXPORT_BATCH)
+                for ts, value in batch:
+                    writer.writerow([f"{ts:.3f}", row.id, m, repr(value)])
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+                if len(batch) < EXPORT_BATCH:
+                    break
+                start = batch[-1][0] + 1e-6
+        return
+
+    headers = {"Content-Disposition": f'attachment; filename="{row.id}.csv"'}
+    return Response(rows(), mimetype="text/csv", headers=headers)
+
+
+@bp.post("/api/devices/<device>/commands")
+def command(device: str) -> Response | tuple[Response, int]:
+    """Send a command to the board through the bridge and return its answer."""
+    from iotpipe.dashboard.commands import Busy, NoAnswer, parse_command
+
+    row = _known_device(device)
+    s = services()
+    body = request.get_json(silent=True)
+    cmd = parse_command(body)
+    if s.commander is None or not s.mqtt_connected():
+        return jsonify({"error": "not connected to the MQTT broker; try again shortly"}), 503
+    try:
+        answer = s.commander.request(row.id, cmd, s.command_timeout)
+    except NoAnswer as exc:
+        return jsonify({"error": str(exc)}), 504
+    except Busy as exc:
+        return jsonify({"error": str(exc)}), 503
+    return jsonify(answer)
+
+
+@bp.get("/api/alerts")
+def alerts() -> Response:
+    """The latest alert crossings, newest first (the page shows them on load)."""
+    s = services()
+    return jsonify(s.alerts.recent() if s.alerts else [])

@@ -1,0 +1,38 @@
+"""`iotpipe dashboard`: flags here; the heavy parts load inside ``run``."""
+
+from __future__ import annotations
+
+import argparse
+
+from iotpipe.settings import add_settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_settings(
+        parser,
+        "broker",
+        "base-topic",
+        "http",
+        "data",
+        "store",
+        "history",
+        "retention",
+        "share-group",
+        "alerts",
+        "http-threads",
+        "command-timeout",
+        "log-level",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from iotpipe.dashboard.runtime import Dashboard
+    from iotpipe.dashboard.server import serve
+
+    dashboard = Dashboard.from_args(args)
+    dashboard.start()
+    try:
+        serve(dashboard.app, args.http, args.http_threads, dashboard.hub.close)
+    finally:
+        dashboard.stop()
+    return 0

@@ -1,0 +1,132 @@
+"""The running dashboard: store, writer, MQTT ingest, live hub and the Flask app, wired.
+
+Data flow: MQTT message → ``Ingest`` (validate) → ``Writer`` queue → store (one batch,
+one transaction) → ``announce`` → live hub (SSE) and alert rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from iotpipe.dashboard.alerts import Alerts, load_rules
+from iotpipe.dashboard.app import create_app
+from iotpipe.dashboard.commands import Commander
+from iotpipe.dashboard.ingest import Ingest
+from iotpipe.dashboard.live import Hub
+from iotpipe.dashboard.payloads import MetaUpdate, StatusUpdate
+from iotpipe.dashboard.server import stream_limit
+from iotpipe.dashboard.services import Services
+from iotpipe.dashboard.store import Store, open_store
+from iotpipe.dashboard.writer import Item, Retention, Writer
+
+from iotpipe.counters import Counters
+from iotpipe.errors import UserError
+from iotpipe.topics import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+def client_id(data: Path, share_group: str | None) -> str:
+    """Stable for one data directory, so the broker resumes our session after a restart."""
+    digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+    return f"iotpipe-dashboard-{digest}" + (f"-{share_group}" if share_group else "")
+
+
+def _open(location: str | Path) -> Store:
+    """The store, or a one-line reason it cannot be opened (never a traceback)."""
+    try:
+        return open_store(location)
+    except OSError as exc:
+        raise UserError(f"cannot open the history store: {exc} — check --data") from None
+    except Exception as exc:  # the database driver's own errors, e.g. a refused connection
+        if type(exc).__module__.split(".")[0] not in ("psycopg", "sqlite3"):
+            raise
+        message = str(exc).strip().splitlines()[0]
+        raise UserError(f"cannot open the history store: {message} — check --store") from None
+
+
+def reading_event(r: Telemetry) -> dict[str, Any]:
+    return {"device": r.device, "ts": r.ts, "seq": r.seq, "metrics": r.metrics}
+
+
+@dataclass
+class Dashboard:
+    store: Store
+    writer: Writer
+    ingest: Ingest
+    hub: Hub
+    counters: Counters
+    app: Flask
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Dashboard:
+        counters = Counters("iotpipe_dashboard")
+        store = _open(args.store or args.data)
+        hub = Hub(counters, stream_limit(args.http_threads))
+        announce = _Announcer(hub)
+        writer = Writer(store, counters, Retention(args.retention, args.history), announce)
+        ident = client_id(args.data, args.share_group)
+        ingest = Ingest(args.broker, args.base_topic, ident, writer.put, counters, args.share_group)
+        commander = Commander(ingest.client, args.base_topic, ident, counters)
+        ingest.extra_subscriptions[commander.reply_topic] = commander.on_reply
+        rules = load_rules(args.alerts) if args.alerts else []
+        announce.alerts = Alerts(
+            rules,
+            args.base_topic,
+            lambda topic, payload: _publish(ingest, topic, payload),
+            lambda alert: hub.publish("alert", alert),
+        )
+        services = Services(
+            store,
+            hub,
+            counters,
+            mqtt_connected=ingest.connected.is_set,
+            gauges=lambda: {"writer_queue": writer.queue.qsize()},
+            commander=commander,
+            command_timeout=args.command_timeout,
+            alerts=announce.alerts,
+        )
+        return cls(store, writer, ingest, hub, counters, create_app(services))
+
+    def start(self) -> None:
+        self.writer.start()
+        self.ingest.start()
+
+    def stop(self) -> None:
+        self.ingest.stop()
+        self.hub.close()
+        self.writer.stop()
+        self.store.close()
+
+
+def _publish(ingest: Ingest, topic: str, payload: bytes) -> None:
+    """A failed publish is logged, never thrown out of the writer thread."""
+    info = ingest.client.publish(topic, payload, qos=1)
+    if info.rc != 0:
+        log.warning("could not publish to %s (rc %d)", topic, info.rc)
+
+
+class _Announcer:
+    """Tells the live hub and the alert rules about what the writer has just stored."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.alerts: Alerts | None = None
+
+    def __call__(self, items: list[Item]) -> None:
+        for item in items:
+            if isinstance(item, Telemetry):
+                if self.hub.clients:  # no page open: no need to encode the event
+                    self.hub.publish("reading", reading_event(item))
+                if self.alerts is not None and self.alerts.rules:
+                    self.alerts.check(item)
+            elif isinstance(item, StatusUpdate):
+                self.hub.publish("status", {"device": item.device, "status": item.status})
+            elif isinstance(item, MetaUpdate):
+                self.hub.publish("meta", {"device": item.device, **item.meta})

@@ -1,0 +1,123 @@
+"""The history store's one interface, and what every backend shares.
+
+Two backends implement :class:`Store`: SQLite (the embedded default, ``sqlite_store``) and
+PostgreSQL (``pg_store``, for a store shared by several dashboards). Everything above the
+store (ingest, the series API) sees only this Protocol.
+
+Layout, the same in both: ``readings`` holds the key ``(device, boot, seq)`` of every reading
+kept, which is how a redelivered reading is recognised; ``samples`` holds one row per
+(series, ts) where a series is one device's metric; ``rollups`` keeps count, sum, min and
+max per series per minute and per hour, updated with every batch, so a long range is
+answered from a few thousand rollup rows instead of millions of samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from iotpipe.errors import UserError
+from iotpipe.topics import Telemetry
+
+ROLLUP_RESOLUTIONS = (60, 3600)
+"""Seconds per rollup bucket: per minute and per hour."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    id: str
+    status: str | None
+    meta: dict[str, Any] | None
+    last_ts: float | None
+    last: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One display bucket: its smallest and largest value and when each occurred."""
+
+    t_min: float
+    v_min: float
+    t_max: float
+    v_max: float
+
+
+class Store(Protocol):
+    def write(self, readings: Sequence[Telemetry]) -> list[Telemetry]:
+        """Keep the readings not seen before (by device, boot, seq); return those."""
+
+    def set_status(self, device: str, status: str) -> None: ...
+    def set_meta(self, device: str, meta: dict[str, Any]) -> None: ...
+    def devices(self) -> list[DeviceRow]: ...
+    def metrics(self, device: str) -> list[str]: ...
+
+    def raw(
+        self, device: str, metric: str, since: float, until: float, limit: int
+    ) -> list[tuple[float, float]]:
+        """Up to ``limit`` samples with since <= ts < until, oldest first."""
+
+    def buckets(
+        self, device: str, metric: str, since: float, until: float, width: float, res: int
+    ) -> list[Bucket]:
+        """Min and max per ``width`` seconds, from samples (res 0) or rollups of ``res`` s."""
+
+    def prune(self, before: float, keep_per_series: int) -> int:
+        """Drop samples older than ``before`` or beyond the newest ``keep_per_series`` of a
+        series, and rollups older than ``before``; return the number of samples dropped."""
+
+    def close(self) -> None: ...
+
+
+def rollup_rows(
+    samples: Iterable[tuple[int, float, float]],
+) -> list[tuple[int, int, int, int, float, float, float]]:
+    """(series, ts, value) → (series, res, bucket, n, sum, min, max), one row per bucket,
+    so a batch upserts each minute and hour once however many samples fell in it. Hours
+    are summed from the minutes: one dictionary update per sample, the hot path of ingest."""
+    minutes: dict[tuple[int, int], list[float]] = {}
+    for series, ts, value in samples:
+        key = (series, int(ts // 60) * 60)
+        row = minutes.get(key)
+        if row is None:
+            minutes[key] = [1, value, value, value]
+        else:
+            row[0] += 1
+            row[1] += value
+            if value < row[2]:
+                row[2] = value
+            elif value > row[3]:
+                row[3] = value
+    hours: dict[tuple[int, int], list[float]] = {}
+    for (series, minute), (n, total, lo, hi) in minutes.items():
+        key = (series, minute // 3600 * 3600)
+        row = hours.get(key)
+        if row is None:
+            hours[key] = [n, total, lo, hi]
+        else:
+            row[0] += n
+            row[1] += total
+            row[2] = min(row[2], lo)
+            row[3] = max(row[3], hi)
+    return [
+        (series, res, bucket, int(n), total, lo, hi)
+        for res, acc in ((60, minutes), (3600, hours))
+        for (series, bucket), (n, total, lo, hi) in acc.items()
+    ]
+
+
+def open_store(location: str | Path) -> Store:
+    """A ``postgresql://`` URL opens PostgreSQL; anything else is the SQLite data directory."""
+    text = str(location)
+    if text.startswith(("postgresql://", "postgres://")):
+        try:
+            from iotpipe.dashboard.pg_store import PostgresStore
+        except ImportError as exc:  # psycopg without libpq, or not installed
+            raise UserError(
+                f"PostgreSQL support is not usable ({exc}) — pip install 'iotpipe[postgres]'"
+            ) from None
+        return PostgresStore(text)
+    from iotpipe.dashboard.sqlite_store import SQLiteStore
+
+    return SQLiteStore(Path(location) / "history.sqlite3")

@@ -1,0 +1,108 @@
+"""Logging in to the broker for the CLI's own clients (`iotpipe doctor`, `iotpipe sub`).
+
+One place that turns a failed MQTT connection into what went wrong and what to do, so
+both commands say the same thing about the same problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from iotpipe.endpoints import BrokerURL
+
+SETTINGS = ("broker", "mqtt-user", "mqtt-password", "mqtt-ca", "mqtt-cert", "mqtt-key")
+BAD_LOGIN = {134, 135}  # MQTT 5: bad user name or password; not authorised
+
+
+class LoginFailed(Exception):
+    """``problem`` says what went wrong, ``fix`` what to do about it."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem} — {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    broker: BrokerURL
+    user: str | None = None
+    password: str | None = None
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Login:
+        names = ("broker", "mqtt_user", "mqtt_password", "mqtt_ca", "mqtt_cert", "mqtt_key")
+        return cls(*(getattr(args, name) for name in names))
+
+    def client(self, client_id: str = "") -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        user = self.user or self.broker.username
+        if user:
+            client.username_pw_set(user, self.password or self.broker.password)
+        if self.broker.tls or self.ca or self.cert:
+            client.tls_set(
+                ca_certs=str(self.ca) if self.ca else None,
+                certfile=str(self.cert) if self.cert else None,
+                keyfile=str(self.key) if self.key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        return client
+
+
+def _unreachable(broker: BrokerURL, error: str) -> LoginFailed:
+    return LoginFailed(
+        f"cannot reach the broker at {broker} ({error})",
+        "start it (`iotpipe broker`, `sudo systemctl start iotpipe-broker` or "
+        "`docker compose up -d broker`), or fix the host and port in --broker / IOTPIPE_BROKER",
+    )
+
+
+def _refused(broker: BrokerURL, reason: ReasonCode) -> LoginFailed:
+    if reason.value in BAD_LOGIN:
+        return LoginFailed(
+            f"the broker at {broker} refused the login ({reason})",
+            "check IOTPIPE_MQTT_USER / IOTPIPE_MQTT_PASSWORD (or user:password in the URL) "
+            "against the broker's password file (`mosquitto_passwd`)",
+        )
+    return LoginFailed(f"the broker at {broker} refused the connection ({reason})", "see its log")
+
+
+def connect(login: Login, timeout: float = 5.0, client_id: str = "") -> mqtt.Client:
+    """A client logged in to the broker (its network loop not started), or LoginFailed."""
+    client = login.client(client_id)
+    answer: list[ReasonCode] = []
+    client.on_connect = lambda c, u, flags, reason, props: answer.append(reason)
+    try:
+        client.connect(login.broker.host, login.broker.port, keepalive=30)
+    except ssl.SSLError as exc:
+        raise LoginFailed(
+            f"TLS with {login.broker} failed ({exc.reason})", "check --mqtt-ca and the host name"
+        ) from None
+    except OSError as exc:
+        raise _unreachable(login.broker, exc.strerror or str(exc)) from None
+    deadline = time.monotonic() + timeout
+    while not answer and time.monotonic() < deadline:
+        if client.loop(0.1) not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+            break
+    if not answer:
+        client.disconnect()
+        raise LoginFailed(
+            f"{login.broker.host}:{login.broker.port} accepted a TCP connection but gave no "
+            "MQTT answer",
+            "something else listens on that port: fix the port in --broker / IOTPIPE_BROKER",
+        )
+    if answer[0].is_failure:
+        client.disconnect()
+        raise _refused(login.broker, answer[0])
+    return client
