@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from iotpipe.dashboard import fasttelemetry
+from iotpipe.dashboard.mqttclient import BufferedClient
 from iotpipe.dashboard.payloads import parse_meta, parse_status
 from iotpipe.dashboard.writer import Item
 from paho.mqtt.enums import CallbackAPIVersion
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 30
 SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps our subscriptions and queued readings while we are away."""
+TOPIC_CACHE = 10_000
+"""Topics already split into (device, kind): every reading of a device has the same one."""
 
 
 class Ingest:
@@ -53,7 +57,10 @@ class Ingest:
         self.connected = threading.Event()
         self._stopping = False
         self.extra_subscriptions: dict[str, Callable[[mqtt.MQTTMessage], None]] = {}
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self._topics: dict[str, tuple[str, str]] = {}
+        client = BufferedClient(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
@@ -126,22 +133,29 @@ class Ingest:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            handler = self.extra_subscriptions.get(msg.topic)
+            name = msg.topic  # decoded anew on every access
+            handler = self.extra_subscriptions.get(name)
             if handler is not None:
                 handler(msg)
                 return
-            self._ingest(msg.topic, bytes(msg.payload))
+            self._ingest(name, bytes(msg.payload))
         except topics.PayloadRejected as exc:
             self.counters.inc("rejected", exc.reason)
-            log.debug("rejected %s: %s", msg.topic, exc)
+            log.debug("rejected %s: %s", name, exc)
         except Exception:  # never let one message kill the network thread
             self.counters.inc("rejected", "internal_error")
             log.exception("could not handle a message on %s", msg.topic)
 
     def _ingest(self, name: str, payload: bytes) -> None:
-        device, kind = topics.split(self.base, name)
+        parts = self._topics.get(name)
+        if parts is None:
+            parts = topics.split(self.base, name)  # a bad topic raises: never cached
+            if len(self._topics) >= TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[name] = parts
+        device, kind = parts
         if kind == "telemetry":
-            reading = topics.parse_telemetry(payload)
+            reading = fasttelemetry.parse(payload) or topics.parse_telemetry(payload)
             if reading.device != device:
                 raise topics.PayloadRejected("device_mismatch", f"{reading.device} on {name}")
             self.counters.inc("received")

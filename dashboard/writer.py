@@ -1,10 +1,12 @@
 """The one thread that writes to the store: batches from a bounded queue.
 
-Ingest (paho's network thread) only validates and enqueues, so a slow disk never stalls
-the MQTT connection. The writer takes whatever has queued up — one reading when idle, a few
-thousand under load — and commits it as one transaction, which is both what keeps latency
-low at 1 reading/s and what makes 20,000 readings/s possible. Only after the commit are the
-new readings announced (live stream, alerts), so what the page shows is already stored.
+Ingest (paho's network thread) only validates and enqueues. When the writer falls
+``QUEUE_LIMIT`` readings behind, ingest waits for room instead of dropping what the broker
+has handed over: it reads nothing more meanwhile, so the rest stays in our session. The
+writer takes whatever has queued up — one reading when idle, a few thousand under load —
+and commits it as one transaction, which is both what keeps latency low at 1 reading/s
+and what makes 20,000 readings/s possible. Only after the commit are the new readings
+announced (live stream, alerts), so what the page shows is already stored.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from iotpipe.topics import Telemetry
 
 log = logging.getLogger(__name__)
 
-QUEUE_LIMIT = 100_000
+QUEUE_LIMIT = 20_000
+FULL_WAIT_S = 5.0
+"""How long ingest waits for room in a full queue before it drops a reading: while it
+waits it reads nothing more, so the broker keeps the rest in our session."""
 BATCH_LIMIT = 5_000
 GATHER_S = 0.002
 """When a batch starts small, wait this long once for more: under load it turns hundreds of
@@ -63,11 +68,20 @@ class Writer:
         self._thread.start()
 
     def put(self, item: Item) -> None:
-        if self.queue.qsize() >= QUEUE_LIMIT:
+        if self.queue.qsize() >= QUEUE_LIMIT and not self._room():
             self.counters.inc("dropped", "writer_queue_full")
             log.warning("store writer is %d items behind: dropped one", QUEUE_LIMIT)
             return
         self.queue.put(item)
+
+    def _room(self) -> bool:
+        """Wait (a little at a time) until the writer has caught up; False if it has not."""
+        deadline = time.monotonic() + FULL_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.001)
+            if self.queue.qsize() < QUEUE_LIMIT:
+                return True
+        return False
 
     def stop(self) -> None:
         """Write what is queued, then end the thread."""

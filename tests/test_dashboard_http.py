@@ -230,3 +230,36 @@ def test_open_streams_are_capped_and_the_api_still_answers(
     finally:
         for s in streams:
             s.close()
+
+
+def test_a_large_backlog_is_stored_once_each_and_acknowledged(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
+) -> None:
+    """Many reads of the buffered client's 64 KiB and its PUBACKs sent in batches: every
+    reading stored once, a duplicate and garbage among them counted, and nothing comes
+    back after a restart (the broker had every PUBACK)."""
+    data = tmp_path / "dash"
+    first = start_dashboard(procs, broker, data, name="first")
+    first.proc.stop()
+    t0 = time.time() - 10_000
+    sent = [reading("dev-b", i, t0 + i, temperature=20 + i % 7, humidity=50.0) for i in range(5000)]
+    infos = [publisher.client.publish("iotpipe/dev-b/telemetry", r.to_json(), 1) for r in sent]
+    publisher.send("iotpipe/dev-b/telemetry", b"garbage")
+    publisher.reading(sent[17])  # a redelivery
+    for info in infos:
+        info.wait_for_publish(30)
+
+    def counters(dash: support.RunningDashboard) -> str:
+        return str(dash.get("/metrics")[1])
+
+    second = start_dashboard(procs, broker, data, name="second")
+    wait_until(lambda: "stored_total 5000\n" in counters(second), 30, "5000 stored")
+    wait_until(lambda: "duplicates_total 1\n" in counters(second), 10, "the duplicate")
+    assert 'rejected_total{reason="not_json"} 1' in counters(second)
+    second.proc.stop()
+    third = start_dashboard(procs, broker, data, name="third")
+    time.sleep(1.0)
+    assert "stored_total" not in counters(third) or "stored_total 0\n" in counters(third)
+    query = f"metric=temperature&since={t0 - 1}&points=10000"
+    status, body = third.get(f"/api/devices/dev-b/series?{query}")
+    assert status == 200 and len(body["t"]) == 5000

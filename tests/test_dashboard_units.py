@@ -1,12 +1,20 @@
-"""Pure parts of the dashboard: durations, HTTP parameters, gap and bucket arithmetic."""
+"""Pure parts of the dashboard: durations, HTTP parameters, gap and bucket arithmetic,
+the writer queue's back-pressure."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from iotpipe.dashboard import writer as writer_module
 from iotpipe.dashboard.durations import parse_duration
 from iotpipe.dashboard.params import BadRequest, parse_range
 from iotpipe.dashboard.series import flatten, resolution_for, with_gaps
 from iotpipe.dashboard.store import Bucket, rollup_rows
+
+from iotpipe.counters import Counters
+from iotpipe.topics import Telemetry
 
 
 def test_durations_read_as_people_write_them() -> None:
@@ -69,3 +77,21 @@ def test_rollups_sum_minutes_into_hours() -> None:
         (2, 60, 3600, 1, 4.0, 4.0, 4.0),
         (2, 3600, 3600, 1, 4.0, 4.0, 4.0),
     ]
+
+
+def test_a_full_writer_queue_makes_ingest_wait_instead_of_dropping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(writer_module, "QUEUE_LIMIT", 3)
+    counters = Counters("t")
+    w = writer_module.Writer(None, counters, writer_module.Retention(None, 10), print)  # type: ignore[arg-type]
+    reading = Telemetry("d", "0a1b2c3d", 1, 1.0, 1, {"t": 1.0})
+    for _ in range(3):
+        w.put(reading)
+    taken = threading.Timer(0.2, w.queue.get)
+    taken.start()
+    started = time.monotonic()
+    w.put(reading)  # waits until the timer has taken one
+    assert time.monotonic() - started >= 0.15
+    assert w.queue.qsize() == 3 and counters.total("dropped") == 0
+    taken.join()
