@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from iotpipe.dashboard.store import Bucket, DeviceRow, rollup_rows
+from iotpipe.dashboard.store import Bucket, DeviceRow, latest_per_device, rollup_rows
 from psycopg.types.json import Jsonb
 
 from iotpipe.topics import Telemetry
@@ -137,10 +137,7 @@ class PostgresStore:
                 conn.execute(INSERT_SAMPLES, _columns(samples))
                 rollups = sorted(rollup_rows(samples))
                 conn.execute(UPSERT_ROLLUPS, _columns(rollups))
-            newest: dict[str, Telemetry] = {}
-            for r in fresh:
-                if r.device not in newest or r.ts >= newest[r.device].ts:
-                    newest[r.device] = r
+            newest = latest_per_device(fresh)
             with conn.cursor() as cur:
                 cur.executemany(
                     UPDATE_LAST, [(d, r.ts, Jsonb(r.metrics)) for d, r in sorted(newest.items())]

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from iotpipe.dashboard.store import Bucket, DeviceRow, rollup_rows
+from iotpipe.dashboard.store import Bucket, DeviceRow, latest_per_device, rollup_rows
 
 from iotpipe.topics import Telemetry
 
@@ -140,10 +140,7 @@ class SQLiteStore:
                     samples.append((series, r.ts, v))
             conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", samples)
             conn.executemany(UPSERT_ROLLUP, rollup_rows(samples))
-            newest: dict[str, Telemetry] = {}
-            for r in fresh:
-                if r.device not in newest or r.ts >= newest[r.device].ts:
-                    newest[r.device] = r
+            newest = latest_per_device(fresh)
             conn.executemany(
                 UPDATE_LAST,
                 [(d, r.ts, json.dumps(r.metrics)) for d, r in newest.items()],

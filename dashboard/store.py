@@ -70,6 +70,15 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def latest_per_device(readings: Iterable[Telemetry]) -> dict[str, Telemetry]:
+    """Each device's newest reading (by receipt time) of a batch: its `last` row."""
+    newest: dict[str, Telemetry] = {}
+    for r in readings:
+        if r.device not in newest or r.ts >= newest[r.device].ts:
+            newest[r.device] = r
+    return newest
+
+
 def rollup_rows(
     samples: Iterable[tuple[int, float, float]],
 ) -> list[tuple[int, int, int, int, float, float, float]]:
