@@ -230,3 +230,19 @@ def start_bridge(
         *extra,
         env=env,
     )
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No IOTPIPE_… variable and no ~/.config file of the machine running the tests."""
+    from iotpipe import configfile
+
+    for name in list(os.environ):
+        if name.startswith("IOTPIPE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    # Recorded as absent, so a value that `--config` puts there is removed afterwards.
+    monkeypatch.setenv(configfile.ENV, "")
+    monkeypatch.delenv(configfile.ENV)
+    yield
+    configfile._active = None

@@ -6,21 +6,18 @@ compose and an engine are present, the compose file is also brought up."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from iotpipe import configfile
 from iotpipe.cli import build_parser
 from iotpipe.settings import SETTINGS
 from tests.conftest import ROOT
@@ -32,14 +29,7 @@ DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("IOTPIPE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    yield
-    configfile._active = None
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def compose() -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,7 @@ from iotpipe.cli import COMMANDS, build_parser, main
 from iotpipe.errors import UserError
 from tests.conftest import ROOT
 
-
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No IOTPIPE_… variable and no ~/.config file of the machine running the tests."""
-    for name in list(os.environ):
-        if name.startswith("IOTPIPE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    # Recorded as absent, so a value that `--config` puts there is removed afterwards.
-    monkeypatch.setenv(configfile.ENV, "")
-    monkeypatch.delenv(configfile.ENV)
-    yield
-    configfile._active = None
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def parse(*argv: str) -> argparse.Namespace:

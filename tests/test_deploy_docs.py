@@ -4,7 +4,6 @@ and the container health check asks the right part the right question."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -17,7 +16,6 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from iotpipe import configfile
 from iotpipe.cli import build_parser
 from iotpipe.healthcheck import check, command_line
 from tests.conftest import ROOT
@@ -26,14 +24,7 @@ DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
 
 
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("IOTPIPE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    yield
-    configfile._active = None
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def shell_lines(doc: Path) -> list[str]:
