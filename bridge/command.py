@@ -30,6 +30,7 @@ BRIDGE_SETTINGS = (
     "metrics",
     "mqtt-user",
     "mqtt-password",
+    "mqtt-credentials",
     "mqtt-ca",
     "mqtt-cert",
     "mqtt-key",
@@ -56,6 +57,10 @@ def bridge_name(serial: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from iotpipe.bridge.daemon import Bridge, BridgeConfig
     from iotpipe.bridge.publisher import MqttOptions
+
+    from iotpipe.mqttlogin import fill_credentials
+
+    fill_credentials(args, "bridge")
 
     spool: Path = args.spool or Path(args.data) / "spool" / port_name(args.serial)
     config = BridgeConfig(

@@ -4,6 +4,9 @@ The listener and the persistence path differ per machine, so they are written in
 main file in the data directory, which includes the shared settings in ``broker/conf.d``.
 Mosquitto then replaces this process (``exec``), so it gets SIGINT/SIGTERM itself and
 saves its state on the way out, exactly as it does under systemd or docker.
+
+Locked down unless ``--insecure on``: no anonymous clients, a password and an ACL per role
+(``broker/auth.py``); ``--tls-port`` adds an mqtts:// listener (``broker/tls.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import argparse
 import getpass
 import os
 import shutil
+import sys
 from pathlib import Path
+
+from iotpipe.broker import auth, tls
 
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
@@ -32,37 +38,82 @@ def find_mosquitto(name: str) -> str:
     return found
 
 
-def render_config(port: int, bind: str, data: Path) -> str:
+def render_config(
+    port: int, bind: str, data: Path, insecure: bool = False, tls_listener: str = ""
+) -> str:
     # When started as root Mosquitto switches to the user named here; naming the current
     # user keeps the data directory writable (an unprivileged user is not switched at all).
     return (
         "# Written by `iotpipe broker` at every start; edit broker/conf.d instead.\n"
         f"user {getpass.getuser()}\n"
         f"listener {port} {bind}\n"
+        f"{tls_listener}"
         f"persistence_location {data.resolve()}/\n"
         "log_dest stderr\n"
-        f"include_dir {CONF_DIR}\n"
+        f"include_dir {CONF_DIR}\n" + (_INSECURE if insecure else _locked(data))
     )
 
 
-def write_config(port: int, bind: str, data: Path) -> Path:
+_INSECURE = (
+    "# INSECURE development mode (--insecure on): anyone may connect, publish and read.\n"
+    "allow_anonymous true\n"
+)
+
+
+def _locked(data: Path) -> str:
+    return (
+        "allow_anonymous false\n"
+        f"password_file {data.resolve()}/passwd\n"
+        f"acl_file {data.resolve()}/acl\n"
+    )
+
+
+def write_config(args: argparse.Namespace) -> tuple[Path, list[auth.Credentials]]:
+    data: Path = args.data
+    made: list[auth.Credentials] = []
     try:
         data.mkdir(parents=True, exist_ok=True)
+        if not args.insecure:
+            made = auth.ensure(data, args.base_topic, args.ha_prefix)
+        secure = ""
+        if args.tls_port:
+            names = [n.strip() for n in (args.tls_name or "").split(",") if n.strip()]
+            secure = tls.listener(args.tls_port, args.bind, tls.ensure(data, names))
         path = data / "mosquitto.conf"
-        path.write_text(render_config(port, bind, data))
+        path.write_text(render_config(args.port, args.bind, data, args.insecure, secure))
     except OSError as exc:
         raise UserError(
             f"cannot write the broker config in {data}: {exc.strerror} — "
             "choose another --data directory"
         ) from None
-    return path
+    return path, made
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_settings(parser, "port", "bind", "data", "mosquitto", "log-level")
+    add_settings(
+        parser, "port", "bind", "data", "base-topic", "ha-prefix", "insecure", "tls-port",
+        "tls-name", "mosquitto", "log-level",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     binary = find_mosquitto(args.mosquitto)
-    config = write_config(args.port, args.bind, args.data)
+    config, made = write_config(args)
+    if args.insecure:
+        print(
+            "iotpipe broker: INSECURE mode — no passwords, anyone may publish and read",
+            file=sys.stderr,
+            flush=True,
+        )
+    _show_once(made, args.data)
     os.execv(binary, [binary, "-c", str(config)])
+
+
+def _show_once(made: list[auth.Credentials], data: Path) -> None:
+    """The passwords are printed this once; afterwards they are only in the 0600 files."""
+    if not made:
+        return
+    folder = auth.credentials_dir(data).resolve()
+    lines = [f"iotpipe broker: created MQTT users (passwords also in {folder}, mode 0600):"]
+    lines += [f"  {c.role:<9} user {c.user}  password {c.password}" for c in made]
+    print("\n".join(lines), file=sys.stderr, flush=True)

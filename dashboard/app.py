@@ -11,7 +11,7 @@ from pathlib import Path
 
 import plotly
 from flask import Blueprint, Flask, Response, jsonify, send_file
-from iotpipe.dashboard import api, ops, stream
+from iotpipe.dashboard import api, auth, ops, stream
 from iotpipe.dashboard.params import BadRequest, NotFound
 from iotpipe.dashboard.services import Services
 from werkzeug.exceptions import HTTPException
@@ -38,13 +38,14 @@ def _json_error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message}), status
 
 
-def create_app(services: Services) -> Flask:
+def create_app(services: Services, api_token: str | None = None) -> Flask:
     app = Flask(__name__, static_folder=str(HERE / "static"), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["iotpipe"] = services
     for blueprint in (page, api.bp, stream.bp, ops.bp):
         app.register_blueprint(blueprint)
+    auth.install(app, api_token)
     app.register_error_handler(BadRequest, lambda e: _json_error(400, str(e)))
     app.register_error_handler(NotFound, lambda e: _json_error(404, str(e)))
 
@@ -60,6 +61,8 @@ def create_app(services: Services) -> Flask:
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
     return app

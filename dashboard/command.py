@@ -21,6 +21,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "alerts",
         "http-threads",
         "command-timeout",
+        "mqtt-user",
+        "mqtt-password",
+        "mqtt-credentials",
+        "mqtt-ca",
         "log-level",
     )
 

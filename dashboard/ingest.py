@@ -14,6 +14,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -48,6 +49,7 @@ class Ingest:
         sink: Callable[[Item], None],
         counters: Counters,
         share_group: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.broker = broker
         self.base = base
@@ -64,8 +66,8 @@ class Ingest:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        if broker.tls or ca_file:
+            client.tls_set(ca_certs=str(ca_file) if ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from iotpipe.dashboard.alerts import Alerts, load_rules
 from iotpipe.dashboard.app import create_app
+from iotpipe.dashboard.auth import load_token
 from iotpipe.dashboard.commands import Commander
 from iotpipe.dashboard.ingest import Ingest
 from iotpipe.dashboard.live import Hub
@@ -27,6 +28,7 @@ from iotpipe.dashboard.writer import Item, Retention, Writer
 
 from iotpipe.counters import Counters
 from iotpipe.errors import UserError
+from iotpipe.mqttlogin import fill_credentials
 from iotpipe.topics import Telemetry
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,13 @@ class Dashboard:
         announce = _Announcer(hub)
         writer = Writer(store, counters, Retention(args.retention, args.history), announce)
         ident = client_id(args.data, args.share_group)
-        ingest = Ingest(args.broker, args.base_topic, ident, writer.put, counters, args.share_group)
+        fill_credentials(args, "dashboard")
+        broker = args.broker
+        if args.mqtt_user:
+            broker = replace(broker, username=args.mqtt_user, password=args.mqtt_password)
+        ingest = Ingest(
+            broker, args.base_topic, ident, writer.put, counters, args.share_group, args.mqtt_ca
+        )
         commander = Commander(ingest.client, args.base_topic, ident, counters)
         ingest.extra_subscriptions[commander.reply_topic] = commander.on_reply
         rules = load_rules(args.alerts) if args.alerts else []
@@ -92,7 +100,11 @@ class Dashboard:
             command_timeout=args.command_timeout,
             alerts=announce.alerts,
         )
-        return cls(store, writer, ingest, hub, counters, create_app(services))
+        token = load_token(Path(args.data))
+        # At INFO in the dashboard's own log, which only its user can read (DATA/api-token).
+        log.info("to send commands, log in once at %slogin?token=%s", args.http.url, token)
+        app = create_app(services, token)
+        return cls(store, writer, ingest, hub, counters, app)
 
     def start(self) -> None:
         self.writer.start()

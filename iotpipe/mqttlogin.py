@@ -7,6 +7,7 @@ both commands say the same thing about the same problem.
 from __future__ import annotations
 
 import argparse
+import json
 import ssl
 import time
 from dataclasses import dataclass
@@ -17,9 +18,44 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from iotpipe.endpoints import BrokerURL
+from iotpipe.errors import UserError
 
-SETTINGS = ("broker", "mqtt-user", "mqtt-password", "mqtt-ca", "mqtt-cert", "mqtt-key")
+SETTINGS = (
+    "broker",
+    "mqtt-user",
+    "mqtt-password",
+    "mqtt-credentials",
+    "mqtt-ca",
+    "mqtt-cert",
+    "mqtt-key",
+)
 BAD_LOGIN = {134, 135}  # MQTT 5: bad user name or password; not authorised
+
+
+def fill_credentials(args: argparse.Namespace, role: str | None = None) -> None:
+    """--mqtt-credentials FILE (JSON with user and password) fills --mqtt-user and
+    --mqtt-password where those are not given, so no secret has to be copied by hand.
+    Without it, a bridge or dashboard sharing its --data with the broker (directly, or as
+    `iotpipe up` lays it out) finds its role's file there."""
+    if getattr(args, "mqtt_user", None) or args.broker.username:
+        return
+    path: Path | None = getattr(args, "mqtt_credentials", None)
+    if path is None and role is not None and getattr(args, "data", None) is not None:
+        data = Path(args.data)
+        for folder in (data, data / "broker", data.parent / "broker"):
+            if (folder / "credentials" / f"{role}.json").is_file():
+                path = folder / "credentials" / f"{role}.json"
+                break
+    if path is None:
+        return
+    try:
+        body = json.loads(path.read_text())
+        args.mqtt_user, args.mqtt_password = str(body["user"]), str(body["password"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"cannot read MQTT credentials from {path} ({exc}) — name the file that "
+            "`iotpipe broker` wrote in its data directory under credentials/"
+        ) from None
 
 
 class LoginFailed(Exception):
@@ -42,6 +78,7 @@ class Login:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Login:
+        fill_credentials(args)
         names = ("broker", "mqtt_user", "mqtt_password", "mqtt_ca", "mqtt_cert", "mqtt_key")
         return cls(*(getattr(args, name) for name in names))
 
@@ -72,8 +109,10 @@ def _refused(broker: BrokerURL, reason: ReasonCode) -> LoginFailed:
     if reason.value in BAD_LOGIN:
         return LoginFailed(
             f"the broker at {broker} refused the login ({reason})",
-            "check IOTPIPE_MQTT_USER / IOTPIPE_MQTT_PASSWORD (or user:password in the URL) "
-            "against the broker's password file (`mosquitto_passwd`)",
+            "name the role's file that `iotpipe broker` made with --mqtt-credentials "
+            "DATA/credentials/reader.json, or check IOTPIPE_MQTT_USER / IOTPIPE_MQTT_PASSWORD "
+            "(or user:password in the URL) against the broker's password file "
+            "(`mosquitto_passwd`)",
         )
     return LoginFailed(f"the broker at {broker} refused the connection ({reason})", "see its log")
 

@@ -88,6 +88,27 @@ _TABLE = [
     Setting("data", _default_data_dir(), "data directory (history, broker state)", Path, "DIR"),
     Setting("port", 1883, "MQTT port the broker listens on", _port, "P"),
     Setting("bind", "127.0.0.1", "address the broker listens on", str, "ADDR"),
+    Setting(
+        "insecure",
+        "off",
+        "broker: INSECURE development mode — no passwords, no ACL, anyone may publish",
+        _on_off,
+        "on|off",
+    ),
+    Setting(
+        "tls-port",
+        None,
+        "broker: port of an mqtts:// listener, e.g. 8883, with a CA it makes in DATA/tls",
+        _port,
+        "P",
+    ),
+    Setting(
+        "tls-name",
+        None,
+        "broker: extra host names/IPs (comma-separated) in its TLS server certificate",
+        str,
+        "NAMES",
+    ),
     Setting("mosquitto", "mosquitto", "the Mosquitto binary (name on PATH or a path)", str, "PATH"),
     Setting("mqtt-port", 1883, "MQTT port for the broker that `up` starts", _port, "P"),
     Setting("link", None, "path where the virtual board's serial device appears", Path, "PATH"),
@@ -187,6 +208,13 @@ _TABLE = [
     Setting("mqtt-ca", None, "CA certificate file to verify the broker's TLS", Path, "FILE"),
     Setting("mqtt-cert", None, "client certificate file for TLS", Path, "FILE"),
     Setting("mqtt-key", None, "private key file of the client certificate", Path, "FILE"),
+    Setting(
+        "mqtt-credentials",
+        None,
+        "JSON file with user and password, e.g. one `iotpipe broker` wrote in DATA/credentials",
+        Path,
+        "FILE",
+    ),
 ]
 SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}
 

@@ -7,6 +7,7 @@ every child gets SIGTERM in reverse order, then SIGKILL if it has not gone in ti
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ class Child:
     ready: Callable[[], bool]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to ours; for secrets, not argv
     restarts: int = 0
     restart_at: float = 0.0
     uptime_start: float = field(default=0.0)
@@ -40,6 +42,7 @@ class Child:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env} if self.env else None,
                 # Own process group: a Ctrl-C in the terminal reaches `up` alone, which
                 # then stops the children in the right order.
                 start_new_session=True,

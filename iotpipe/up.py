@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import socket
 import threading
@@ -17,6 +18,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from iotpipe.broker import auth
+from iotpipe.broker.auth import Credentials
 from iotpipe.endpoints import HostPort
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
@@ -27,7 +30,16 @@ FIRST_READING_TIMEOUT_S = 20.0
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_settings(
-        parser, "virtual", "serial", "mqtt-port", "http", "data", "base-topic", "rate", "log-level"
+        parser,
+        "virtual",
+        "serial",
+        "mqtt-port",
+        "http",
+        "data",
+        "base-topic",
+        "rate",
+        "insecure",
+        "log-level",
     )
 
 
@@ -79,13 +91,15 @@ def _check_ports(args: argparse.Namespace) -> None:
 class FirstReadings:
     """Watches telemetry so `up` can say when each board's first reading has arrived."""
 
-    def __init__(self, port: int, base: str) -> None:
+    def __init__(self, port: int, base: str, login: Credentials | None) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.seen: dict[str, dict[str, float]] = {}
         self.changed = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if login is not None:
+            self.client.username_pw_set(login.user, login.password)
         self.client.on_connect = lambda c, *a: c.subscribe(f"{base}/+/telemetry", qos=0)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -124,6 +138,13 @@ class FirstReadings:
         self.client.disconnect()
 
 
+def _role_env(args: argparse.Namespace, role: str) -> dict[str, str]:
+    """Each child logs in as its own role, with the password in its environment."""
+    if args.insecure:
+        return {}
+    return auth.load_role(args.data / "broker", role).env()
+
+
 def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
     data: Path = args.data
     broker_url = f"mqtt://127.0.0.1:{args.mqtt_port}"
@@ -131,7 +152,17 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
     sup.start(
         Child(
             "broker",
-            iotpipe_argv("broker", "--port", str(args.mqtt_port), "--data", str(data / "broker")),
+            iotpipe_argv(
+                "broker",
+                "--port",
+                str(args.mqtt_port),
+                "--data",
+                str(data / "broker"),
+                "--base-topic",
+                args.base_topic,
+                "--insecure",
+                "on" if args.insecure else "off",
+            ),
             lambda: _port_open(args.mqtt_port),
             logs / "broker.log",
         ),
@@ -179,6 +210,7 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
                 ),
                 _running_for(0.5),
                 logs / f"bridge-{i}.log",
+                env=_role_env(args, "bridge"),
             ),
             10,
             f"{port} → {broker_url}",
@@ -199,6 +231,7 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
             ),
             lambda: _http_ok(http.url + "healthz"),
             logs / "dashboard.log",
+            env=_role_env(args, "dashboard"),
         ),
         30,
         http.url,
@@ -225,11 +258,16 @@ def run(args: argparse.Namespace) -> int:
     watcher: FirstReadings | None = None
     try:
         boards = _start_all(sup, args, logs)
-        watcher = FirstReadings(args.mqtt_port, args.base_topic)
+        reader = None if args.insecure else auth.load_role(args.data / "broker", "reader")
+        watcher = FirstReadings(args.mqtt_port, args.base_topic, reader)
         watcher.wait(boards, FIRST_READING_TIMEOUT_S, say)
+        login = "" if reader is None else f" -u {reader.user} -P {shlex.quote(reader.password)}"
+        token = (args.data / "dashboard" / "api-token").read_text().strip()
         say(
             f"\nDashboard: {args.http.url}\n"
-            f"Watch raw MQTT: mosquitto_sub -p {args.mqtt_port} -t '{args.base_topic}/#' -v\n"
+            f"Send commands after logging in once: {args.http.url}login?token={token}\n"
+            f"Watch raw MQTT: mosquitto_sub -p {args.mqtt_port}{login} "
+            f"-t '{args.base_topic}/#' -v\n"
             "Press Ctrl-C to stop everything."
         )
         while True:

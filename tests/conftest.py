@@ -7,6 +7,7 @@ in the test's tmp_path and printed when the test fails.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -124,23 +125,54 @@ class Broker:
     port: int
     data: Path
     proc: Proc
+    insecure: bool = False
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    def credentials(self, role: str) -> tuple[str, str]:
+        """(user, password) of a role that `iotpipe broker` made on its first start."""
+        body = json.loads((self.data / "credentials" / f"{role}.json").read_text())
+        return str(body["user"]), str(body["password"])
 
-def start_broker(procs: Procs, data: Path, port: int | None = None) -> Broker:
+    def env_for(self, role: str) -> dict[str, str]:
+        """For a started iotpipe process: the password goes in the environment, as `up` does."""
+        user, password = self.credentials(role)
+        return {"IOTPIPE_MQTT_USER": user, "IOTPIPE_MQTT_PASSWORD": password}
+
+
+def start_broker(
+    procs: Procs,
+    data: Path,
+    port: int | None = None,
+    insecure: bool = False,
+    extra: tuple[str, ...] = (),
+) -> Broker:
+    """`iotpipe broker`: locked down (passwords and ACL) unless ``insecure``."""
     port = port or free_port()
-    proc = procs.iotpipe(f"broker-{port}", "broker", "--port", str(port), "--data", str(data))
+    proc = procs.iotpipe(
+        f"broker-{port}",
+        "broker",
+        "--port",
+        str(port),
+        "--data",
+        str(data),
+        "--insecure",
+        "on" if insecure else "off",
+        *extra,
+    )
     wait_until(lambda: port_open(port) or proc.popen.poll() is not None, 10, "mosquitto")
     assert proc.popen.poll() is None, proc.output()
-    return Broker(port, data, proc)
+    return Broker(port, data, proc, insecure)
 
 
 @pytest.fixture
 def broker(procs: Procs, tmp_path: Path) -> Broker:
-    return start_broker(procs, tmp_path / "broker")
+    """The explicit insecure mode, for the many tests that are about something other than
+    access control (they publish and subscribe as they please); tests/test_security.py
+    starts the locked-down default."""
+    return start_broker(procs, tmp_path / "broker", insecure=True)
 
 
 def start_virtual_board(
@@ -166,11 +198,13 @@ def start_virtual_board(
 class Subscriber:
     """A plain MQTT subscriber, like `mosquitto_sub -v`, that records what it receives."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, login: tuple[str, str] | None = None) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)

@@ -92,7 +92,7 @@ class Readings:
 
 
 def _pipeline(procs: Procs, tmp_path: Path, device: str) -> tuple[Broker, Readings]:
-    broker = start_broker(procs, tmp_path / "broker", free_port())
+    broker = start_broker(procs, tmp_path / "broker", free_port(), insecure=True)
     readings = Readings(broker.port, device)
     start_virtual_board(procs, tmp_path / "tty", device, 50.0)
     return broker, readings
@@ -118,7 +118,7 @@ def test_a_broker_restart_mid_stream_loses_no_reading(
         wait_until(lambda: (broker.data / "mosquitto.db").exists(), 10, "a broker save")
     broker.proc.stop(sig)
     wait_until(lambda: "broker_lost" in bridge.output(), 10, "the bridge to notice")
-    start_broker(procs, broker.data, broker.port)
+    start_broker(procs, broker.data, broker.port, insecure=True)
     _advance(readings, 100, "readings after the restart")
     readings.assert_contiguous()
     assert "Traceback" not in bridge.output()
@@ -139,7 +139,7 @@ def test_a_bridge_killed_while_the_broker_is_down_delivers_its_spool_after_resta
     spool = ("--spool", str(tmp_path / "bridge-spool"))  # the one the killed bridge used
     again = start_bridge(procs, tmp_path, tmp_path / "tty", broker.url, *spool, name="again")
     wait_until(lambda: "publishing device=spooled" in again.output(), 15, "the new bridge")
-    start_broker(procs, broker.data, broker.port)
+    start_broker(procs, broker.data, broker.port, insecure=True)
     _advance(readings, 50, "the spool and new readings")
     assert readings.highest() > before
     readings.assert_contiguous()
@@ -218,7 +218,7 @@ def _spool_rows(port: int) -> int:
 def test_a_long_outage_is_drained_in_order_at_the_configured_rate(
     procs: Procs, tmp_path: Path
 ) -> None:
-    broker = start_broker(procs, tmp_path / "broker", free_port())
+    broker = start_broker(procs, tmp_path / "broker", free_port(), insecure=True)
     readings = Readings(broker.port, "backlog")
     board = FakeWire(tmp_path / "tty")
     metrics = free_port()
@@ -229,7 +229,7 @@ def test_a_long_outage_is_drained_in_order_at_the_configured_rate(
     wait_until(lambda: "broker_lost" in bridge.output(), 10, "the bridge to notice")
     board.send(b"".join(_reading(seq, "backlog") for seq in range(3000)))
     wait_until(lambda: _spool_rows(metrics) == 3000, 10, "3000 readings spooled")
-    start_broker(procs, broker.data, broker.port)
+    start_broker(procs, broker.data, broker.port, insecure=True)
     samples: list[tuple[float, int]] = []
 
     def drained() -> bool:

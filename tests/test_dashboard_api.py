@@ -81,7 +81,7 @@ def test_a_command_gets_the_boards_answer_through_mqtt5_request_response(
     dash = start_dashboard(procs, broker, tmp_path / "dash", "--command-timeout", "1")
     _known(publisher, dash, "dev-c", "mute")
     url = dash.url + "/api/devices/dev-c/commands"
-    status, body = http(url, {"cmd": "read", "args": {}})
+    status, body = http(url, {"cmd": "read", "args": {}}, token=dash.token)
     assert status == 200, body
     assert body["ok"] is True and body["result"] == {"seq": 7, "cmd": "read"}
     assert body["latency_ms"] >= 0
@@ -90,7 +90,7 @@ def test_a_command_gets_the_boards_answer_through_mqtt5_request_response(
     assert props.ResponseTopic.startswith("iotpipe/dashboard/iotpipe-dashboard-")
     assert props.CorrelationData
     started = time.monotonic()
-    status, body = http(dash.url + "/api/devices/mute/commands", {"cmd": "read"})
+    status, body = http(dash.url + "/api/devices/mute/commands", {"cmd": "read"}, token=dash.token)
     assert status == 504 and "no answer" in body["error"]
     assert 0.9 < time.monotonic() - started < 5
 
@@ -108,9 +108,11 @@ def test_bad_command_requests_are_400_or_404(
         ({"cmd": "read", "args": [1]}, "'args'"),
         ({"cmd": "read", "extra": 1}, "unknown fields"),
     ]:
-        status, answer = http(url, body)
+        status, answer = http(url, body, token=dash.token)
         assert status == 400 and word in answer["error"], (body, answer)
-    status, answer = http(dash.url + "/api/devices/nobody/commands", {"cmd": "read"})
+    status, answer = http(
+        dash.url + "/api/devices/nobody/commands", {"cmd": "read"}, token=dash.token
+    )
     assert status == 404 and "nobody" in answer["error"]
     status, answer = http(dash.url + "/api/devices/dev-c/commands", method="GET")
     assert status == 405

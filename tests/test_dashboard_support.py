@@ -117,10 +117,18 @@ def store(store_location: str) -> Iterator[Store]:
     opened.close()
 
 
-def http(url: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
+def http(
+    url: str,
+    body: Any = None,
+    method: str | None = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """(status, parsed JSON or text) for a GET, or a POST when ``body`` is given."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -143,6 +151,11 @@ class RunningDashboard:
 
     def get(self, path: str) -> tuple[int, Any]:
         return http(self.url + path)
+
+    @property
+    def token(self) -> str:
+        """The API token the dashboard made on its first start (DATA/api-token)."""
+        return (self.data / "api-token").read_text().strip()
 
 
 def start_dashboard(

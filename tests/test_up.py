@@ -47,7 +47,11 @@ def test_up_runs_the_whole_pipeline_and_ctrl_c_stops_every_part(
     assert "first reading from virtual-1" in out and "first reading from virtual-2" in out
     assert f"http://127.0.0.1:{http_port}/" in out
 
-    sub = Subscriber(mqtt_port, "iotpipe/#")  # what `mosquitto_sub -t 'iotpipe/#'` sees
+    assert "mosquitto_sub -p" in out and "-u iotpipe-reader -P" in out
+    assert "/login?token=" in out
+    reader = json.loads((data / "broker" / "credentials" / "reader.json").read_text())
+    # what `mosquitto_sub -u iotpipe-reader -P … -t 'iotpipe/#'` sees: `up` locks the broker
+    sub = Subscriber(mqtt_port, "iotpipe/#", (reader["user"], reader["password"]))
     try:
         wait_until(lambda: len(sub.on("virtual-2/telemetry")) >= 3, 20, "telemetry")
     finally:
