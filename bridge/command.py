@@ -11,12 +11,12 @@ import zlib
 from pathlib import Path
 
 from iotpipe.errors import UserError
+from iotpipe.mqttlogin import SETTINGS as LOGIN_SETTINGS
 from iotpipe.settings import add_settings
 
 BRIDGE_SETTINGS = (
     "serial",
     "baud",
-    "broker",
     "base-topic",
     "device-id",
     "data",
@@ -28,12 +28,7 @@ BRIDGE_SETTINGS = (
     "ha-discovery",
     "ha-prefix",
     "metrics",
-    "mqtt-user",
-    "mqtt-password",
-    "mqtt-credentials",
-    "mqtt-ca",
-    "mqtt-cert",
-    "mqtt-key",
+    *LOGIN_SETTINGS,
     "log-level",
 )
 
