@@ -6,6 +6,7 @@ compose and an engine are present, the compose file is also brought up."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import shutil
@@ -17,8 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
+from iotpipe.broker.auth import ROLES
+from iotpipe.broker.command import SUB_OPTIONS
 
 from iotpipe.cli import build_parser
+from iotpipe.mqttlogin import fill_credentials
 from iotpipe.settings import SETTINGS
 from tests.conftest import ROOT
 
@@ -26,7 +30,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 UNITS = ROOT / "deploy" / "systemd"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
-VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+# Compose's interpolation: `$$` is a literal `$`, else ${VAR}, ${VAR:-default}, $VAR.
+VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)")
 
 
 pytestmark = pytest.mark.usefixtures("isolated_settings")
@@ -38,8 +43,31 @@ def compose() -> dict[str, Any]:
 
 
 def interpolate(text: str) -> str:
-    """Compose's ${VAR:-default} with nothing set in .env: the defaults."""
-    return VARIABLE.sub(lambda m: m[2] or "", text)
+    """What compose makes of a value with nothing set in .env: each variable its default
+    (or nothing), each `$$` one `$`."""
+    return VARIABLE.sub(lambda m: "$" if m[0] == "$$" else m[2] or "", text)
+
+
+def variables(value: object) -> set[str]:
+    """The variables a parsed compose value reads (comments are not interpolated)."""
+    if isinstance(value, dict):
+        return set().union(*(variables(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(variables(v) for v in value))
+    found = VARIABLE.finditer(str(value)) if isinstance(value, str) else ()
+    return {m[1] or m[3] for m in found if m[0] != "$$"}
+
+
+def named_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """{named volume: where this service's container mounts it}."""
+    mounts = (interpolate(m).split(":") for m in service.get("volumes", []))
+    return {m[0]: m[1] for m in mounts if not m[0].startswith((".", "/"))}
+
+
+def init_script() -> str:
+    init = compose()["services"]["init"]
+    assert init["entrypoint"] == ["sh", "-c"]
+    return interpolate(init["command"][0])
 
 
 def assert_valid_iotpipe(argv: list[str], where: str) -> argparse.Namespace:
@@ -82,10 +110,12 @@ def test_every_compose_command_is_a_valid_iotpipe_command(name: str) -> None:
     assert commands, f"{name} runs no iotpipe command"
     for argv in commands:
         args = assert_valid_iotpipe(argv, f"docker-compose.yml service {name}")
-        if hasattr(args, "broker"):
+        # A virtual board on its serial transport never talks to the broker.
+        if hasattr(args, "broker") and getattr(args, "transport", "mqtt") == "mqtt":
             assert args.broker.host == "broker", f"{name} must use the broker service"
         if hasattr(args, "data"):
-            assert args.data == Path("/data"), f"{name} must keep its state in the /data volume"
+            mounts = named_mounts(iotpipe_services()[name]).values()
+            assert str(args.data) in mounts, f"{name} must keep its state in a volume"
 
 
 def test_the_dashboard_is_reachable_from_outside_its_container_on_its_published_port() -> None:
@@ -118,6 +148,127 @@ def test_the_broker_runs_the_repo_config_that_includes_conf_d() -> None:
     assert (ROOT / "broker" / "conf.d" / "iotpipe.conf").is_file()
 
 
+def _conf_value(key: str) -> str:
+    text = (ROOT / "broker" / "docker.conf").read_text()
+    values = re.findall(rf"^{key} (.+)$", text, flags=re.M)
+    assert len(values) == 1, f"broker/docker.conf sets {key} {len(values)} times"
+    return str(values[0])
+
+
+def init_data() -> str:
+    """Where init's `iotpipe broker --setup-only` writes, as a path in init's container."""
+    (argv,) = iotpipe_commands(compose()["services"]["init"])
+    args = assert_valid_iotpipe(argv, "init")
+    assert args.setup_only and not args.insecure, "init prepares a locked-down broker"
+    return str(args.data)
+
+
+def test_the_compose_broker_refuses_anonymous_clients_and_reads_what_init_writes() -> None:
+    assert _conf_value("allow_anonymous") == "false"
+    services = compose()["services"]
+    volume = next(v for v, at in named_mounts(services["init"]).items() if at == init_data())
+    broker_data = named_mounts(services["broker"])[volume]
+    assert volume == "broker-data" and broker_data == init_data(), "one path in both"
+    # auth.ensure's file names, in the directory init prepares.
+    assert _conf_value("password_file") == f"{broker_data}/passwd"
+    assert _conf_value("acl_file") == f"{broker_data}/acl"
+    script = init_script()
+    assert f"chown -R 1883:1883 {init_data()}\n" in script, "Mosquitto runs as uid 1883"
+
+
+def test_init_runs_once_as_root_before_every_other_service() -> None:
+    services = compose()["services"]
+    init = services["init"]
+    assert init["user"] == "0" and init["restart"] == "no" and "profiles" not in init
+    for name, service in services.items():
+        if name == "init":
+            continue
+        needs = service.get("depends_on", {})
+        assert needs.get("init") == {"condition": "service_completed_successfully"}, name
+        if name != "broker":
+            assert needs["broker"] == {"condition": "service_healthy"}, name
+
+
+def handouts(script: str) -> list[tuple[str, str, str, str]]:
+    """(source, destination, owner, mode) of each file the script installs."""
+    found = []
+    for line in script.splitlines():
+        words = shlex.split(line)
+        if words[:1] == ["install"] and "-d" not in words:
+            options = dict(zip(words[1:-2:2], words[2:-2:2], strict=True))
+            found.append((words[-2], words[-1], f"{options['-o']}:{options['-g']}", options["-m"]))
+    return found
+
+
+def role(args: argparse.Namespace) -> str | None:
+    """The MQTT role whose login an iotpipe command needs, if any."""
+    part = str(args.command_module).split(".")[-2]  # iotpipe.bridge.command: bridge
+    return part if part in ("bridge", "dashboard") else None
+
+
+def test_each_service_gets_its_own_roles_login_where_it_looks_for_it(tmp_path: Path) -> None:
+    """Init's hand-out replayed into one folder per volume; then each service's own command,
+    with its volumes at those folders, must find exactly its role's login there."""
+    services = compose()["services"]
+    at_init = {at: vol for vol, at in named_mounts(services["init"]).items()}
+    image_uid = re.search(r"useradd .*--uid (\d+)", DOCKERFILE.read_text())
+    assert image_uid, "the Dockerfile names its user's uid"
+    handed: dict[str, set[str]] = {}
+    for source, destination, owner, mode in handouts(init_script()):
+        given = Path(source).stem
+        assert source == f"{init_data()}/credentials/{given}.json"
+        assert (owner, mode) == (f"{image_uid[1]}:{image_uid[1]}", "0600"), destination
+        mount = next(at for at in at_init if destination.startswith(at + "/"))
+        target = tmp_path / at_init[mount] / destination.removeprefix(mount + "/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps({"role": given, "user": f"user-{given}", "password": "x"}))
+        handed.setdefault(at_init[mount], set()).add(given)
+    for name, service in iotpipe_services().items():
+        swaps = {at: str(tmp_path / vol) for vol, at in named_mounts(service).items()}
+        commands = [assert_valid_iotpipe([swaps.get(a, a) for a in argv], name)
+                    for argv in iotpipe_commands(service)]  # fmt: skip
+        wanted = {r for args in commands if (r := role(args))}
+        got = set().union(*(handed.get(v, set()) for v in named_mounts(service)))
+        assert name == "init" or got == wanted, f"{name} is handed {got}, needs {wanted}"
+        for args in commands:
+            if (needed := role(args)) and name != "init":
+                fill_credentials(args, needed)
+                assert args.mqtt_user == f"user-{needed}", f"{name} misses {needed}.json"
+    assert "reader" not in set().union(*handed.values()), "the reader's login stays in broker"
+
+
+def test_the_broker_health_check_logs_in_as_the_reader() -> None:
+    broker = compose()["services"]["broker"]
+    test = [interpolate(str(p)) for p in broker["healthcheck"]["test"]]
+    assert test[:2] == ["CMD", "mosquitto_sub"] and "$SYS/broker/uptime" in test
+    assert not {"-u", "-P", "--pw"} & set(test), "no password on a command line"
+    config_home = broker["environment"]["XDG_CONFIG_HOME"]
+    assert config_home == f"{named_mounts(broker)['broker-data']}/credentials"
+    assert SUB_OPTIONS == "mosquitto_sub"  # the file mosquitto_sub reads in XDG_CONFIG_HOME
+
+
+def test_broker_setup_only_prepares_the_files_without_mosquitto(tmp_path: Path) -> None:
+    data = tmp_path / "broker"
+    argv = [sys.executable, "-m", "iotpipe", "broker", "--setup-only", "--data", str(data)]
+    argv += ["--mosquitto", str(tmp_path / "no-such-mosquitto")]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    folder = data / "credentials"
+    assert {p.name for p in folder.iterdir()} == {*(f"{r}.json" for r in ROLES), SUB_OPTIONS}
+    made = {p.name for p in data.iterdir()}
+    assert {"credentials", "passwd", "acl"} <= made and "mosquitto.conf" not in made
+    logins = {r: json.loads((folder / f"{r}.json").read_text()) for r in ROLES}
+    reader = logins["reader"]
+    options = (folder / SUB_OPTIONS).read_text()
+    assert options == f"-u {reader['user']}\n-P {reader['password']}\n"
+    assert (folder / SUB_OPTIONS).stat().st_mode & 0o777 == 0o600
+    for login in logins.values():  # its log is kept by docker: no password in it
+        assert login["password"] not in first.stderr and login["user"] in first.stderr
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "made now: none" in again.stderr
+    assert json.loads((folder / "reader.json").read_text()) == reader, "made once, then kept"
+
+
 def test_the_bridge_survives_replugging_the_board() -> None:
     bridge = compose()["services"]["bridge"]
     assert "devices" not in bridge, "a devices: entry does not survive re-enumeration"
@@ -129,7 +280,8 @@ def test_the_bridge_survives_replugging_the_board() -> None:
 
 def test_every_variable_the_compose_file_reads_is_in_env_example() -> None:
     example = (ROOT / ".env.example").read_text()
-    for name, _default in VARIABLE.findall(COMPOSE.read_text()):
+    assert variables(compose()) >= {"IOTPIPE_SERIAL", "MQTT_PUBLISH"}  # finds them at all
+    for name in variables(compose()):
         assert f"{name}=" in example, f"{name} is used by docker-compose.yml, not in .env.example"
 
 

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ import yaml
 from iotpipe.cli import build_parser
 from iotpipe.healthcheck import check, command_line
 from tests.conftest import ROOT
+from tests.test_deploy import handouts, init_data, init_script, named_mounts
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
@@ -79,6 +81,30 @@ def test_every_relative_link_and_image_resolves(doc: Path) -> None:
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
     if doc.name == "README.md":
         assert "](docs/img/dashboard.png)" in doc.read_text()
+
+
+def test_the_compose_logins_are_where_deploy_md_says(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in re.findall(r"docker compose (?:exec|logs)(?: -\w+)* ([\w-]+)", text):
+        assert name in services, f"deploy.md names service {name}"
+    # Every file the docs point at in the broker's volume is one that init's setup writes.
+    setup = [sys.executable, "-m", "iotpipe", "broker", "--setup-only", "--data", str(tmp_path)]
+    assert subprocess.run(setup, capture_output=True, timeout=60).returncode == 0
+    broker_data = named_mounts(services["broker"])["broker-data"]
+    assert broker_data == init_data()
+    named = re.findall(rf"{re.escape(broker_data)}/([\w./*-]+\w)", text)
+    assert "credentials/reader.json" in named
+    for relative in named:
+        assert list(tmp_path.glob(relative)), f"deploy.md names {broker_data}/{relative}"
+    # The hand-out table, row by row, is init's script.
+    table = set(re.findall(r"^ *\| `([\w-]+)` \| `(credentials/\w+\.json)` \|", text, re.M))
+    at_init = {at: volume for volume, at in named_mounts(services["init"]).items()}
+    done = set()
+    for _source, destination, _owner, _mode in handouts(init_script()):
+        mount = next(at for at in at_init if destination.startswith(at + "/"))
+        done.add((at_init[mount], destination.removeprefix(mount + "/")))
+    assert table == done
 
 
 def test_dev_sh_parses_and_says_how_to_use_it() -> None:

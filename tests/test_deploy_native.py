@@ -1,19 +1,24 @@
-"""docker-compose.yml run natively, for machines without a container engine: the broker's
-configuration under the real Mosquitto, and the services' very command lines (with the
-container's addresses and paths swapped for free ports and a temporary directory), until a
-virtual board's readings reach the dashboard and every health check passes."""
+"""docker-compose.yml run natively, for machines without a container engine: the init
+service's script, the broker's configuration under the real Mosquitto, and the services'
+very command lines — with the container's addresses swapped for free ports, and each named
+volume for one temporary folder that every service mounting it shares — until a virtual
+board's readings reach the dashboard, logged in with the credentials init handed out, and
+every health check passes."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from iotpipe.healthcheck import check
@@ -21,24 +26,41 @@ from tests.conftest import ROOT, Procs, free_port, port_open, wait_until
 from tests.test_deploy import interpolate
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_UID, IMAGE_UID = 1883, 1000  # the eclipse-mosquitto image's user; the Dockerfile's
 
-
-def native_broker_config(tmp_path: Path, port: int) -> Path:
-    """broker/docker.conf with the container's paths and listener made local."""
-    text = (ROOT / "broker" / "docker.conf").read_text()
-    text = text.replace("listener 1883", f"user {getpass.getuser()}\nlistener {port} 127.0.0.1")
-    text = text.replace("/mosquitto/config", str(ROOT / "broker"))
-    text = text.replace("/mosquitto/data/", f"{tmp_path / 'broker-data'}/")
-    (tmp_path / "broker-data").mkdir()
-    path = tmp_path / "docker.conf"
-    path.write_text(text)
-    return path
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def localise(text: str, swaps: dict[str, str]) -> str:
-    for container, host in swaps.items():
-        text = text.replace(container, host)
-    return text
+    """Each container path or address in text replaced in one pass, the longest first, so a
+    replacement is never replaced again and /data does not match inside /mosquitto/data."""
+    if not swaps:
+        return text
+    names = sorted(swaps, key=len, reverse=True)
+    pattern = "|".join(rf"{re.escape(n)}(?![\w.-])" for n in names)
+    return re.sub(pattern, lambda m: swaps[m[0]], text)
+
+
+def mounts(service: dict[str, Any], volumes: Path) -> dict[str, str]:
+    """A service's mounts as swaps: a named volume to its folder under ``volumes`` (the same
+    for every service that mounts it), a bind of the repo to the repo."""
+    swaps = {}
+    for mount in service.get("volumes", []):
+        source, target = interpolate(mount).split(":")[:2]
+        if source.startswith("./"):
+            swaps[target] = str(ROOT / source)
+        elif not source.startswith("/"):
+            swaps[target] = str(volumes / source)
+    return swaps
+
+
+def native_broker_config(broker: dict[str, Any], volumes: Path, port: int) -> Path:
+    """broker/docker.conf with the container's paths and listener made local."""
+    text = (ROOT / "broker" / "docker.conf").read_text()
+    text = text.replace("listener 1883", f"user {getpass.getuser()}\nlistener {port} 127.0.0.1")
+    path = volumes.parent / "docker.conf"
+    path.write_text(localise(text, mounts(broker, volumes)))
+    return path
 
 
 def devices(http_port: int) -> list[dict[str, object]]:
@@ -47,30 +69,95 @@ def devices(http_port: int) -> list[dict[str, object]]:
         return found
 
 
-def test_the_compose_services_run_natively_into_a_working_pipeline(
+def owner_and_mode(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_uid, stat.st_gid, stat.st_mode & 0o777
+
+
+def with_venv_path() -> dict[str, str]:
+    """So a script's `iotpipe` is this checkout's, as it is the image's in a container."""
+    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_init(init: dict[str, Any], volumes: Path) -> None:
+    assert init["entrypoint"] == ["sh", "-c"]
+    script = localise(interpolate(init["command"][0]), mounts(init, volumes))
+    env = {**os.environ, **with_venv_path()}
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def assert_handed_out(volumes: Path) -> None:
+    broker = volumes / "broker-data"
+    for name in ("passwd", "acl"):  # what Mosquitto reads after dropping to its user
+        assert owner_and_mode(broker / name) == (MOSQUITTO_UID, MOSQUITTO_UID, 0o600), name
+    assert owner_and_mode(broker)[:2] == (MOSQUITTO_UID, MOSQUITTO_UID)  # it saves state here
+    wanted = {
+        "bridge-data": "bridge",
+        "virtual-board-data": "bridge",
+        "dashboard-data": "dashboard",
+    }
+    for volume, role in wanted.items():
+        root = volumes / volume
+        assert owner_and_mode(root)[:2] == (IMAGE_UID, IMAGE_UID), f"{volume} writable"
+        handed = root / "credentials" / f"{role}.json"
+        assert [p.name for p in handed.parent.iterdir()] == [handed.name], "only its own role"
+        assert owner_and_mode(handed) == (IMAGE_UID, IMAGE_UID, 0o600)
+        assert handed.read_text() == (broker / "credentials" / handed.name).read_text()
+
+
+def start_locked_broker(procs: Procs, broker: dict[str, Any], volumes: Path, port: int) -> None:
+    """Mosquitto with broker/docker.conf: its health check gets in with the reader's login
+    that init wrote, and an anonymous client (the same check without it) does not."""
+    assert broker["command"][:2] == ["mosquitto", "-c"]
+    config = native_broker_config(broker, volumes, port)
+    procs.start("broker", [MOSQUITTO, "-c", str(config)])
+    wait_until(lambda: port_open(port), 10, "mosquitto with broker/docker.conf")
+    health = [interpolate(str(p)) for p in broker["healthcheck"]["test"][1:]]
+    probe = [health[0], "-p", str(port), *health[1:]]
+    config_home = localise(broker["environment"]["XDG_CONFIG_HOME"], mounts(broker, volumes))
+    env = {**os.environ, "XDG_CONFIG_HOME": config_home}
+    logged_in = subprocess.run(probe, capture_output=True, text=True, env=env, timeout=10)
+    assert logged_in.returncode == 0, logged_in.stderr
+    # isolated_settings points XDG_CONFIG_HOME at an empty folder: no options file there.
+    anonymous = subprocess.run(probe, capture_output=True, text=True, timeout=10)
+    assert anonymous.returncode != 0 and "not authorised" in anonymous.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="init chowns to the containers' uids: needs root")
+def test_the_compose_services_run_natively_into_an_authenticated_pipeline(
     procs: Procs, tmp_path: Path
 ) -> None:
-    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc["services"]
+    volumes = tmp_path / "volumes"
+    for volume in doc["volumes"]:  # as the engine makes them: empty, root's
+        (volumes / volume).mkdir(parents=True)
     mqtt, http, metrics = free_port(), free_port(), free_port()
-    swaps = {
+    addresses = {
         "mqtt://broker:1883": f"mqtt://127.0.0.1:{mqtt}",
         "0.0.0.0:8080": f"127.0.0.1:{http}",
         "127.0.0.1:9101": f"127.0.0.1:{metrics}",
         "/tmp/board.tty": str(tmp_path / "board.tty"),
-        "/data": str(tmp_path / "data"),
     }
-    broker = services["broker"]["command"]
-    assert broker[:2] == ["mosquitto", "-c"]
-    procs.start("broker", [MOSQUITTO, "-c", str(native_broker_config(tmp_path, mqtt))])
-    wait_until(lambda: port_open(mqtt), 10, "mosquitto with broker/docker.conf")
-    health = [str(p) for p in services["broker"]["healthcheck"]["test"][1:]]
-    probe = [health[0], "-p", str(mqtt), *[p.replace("$$", "$") for p in health[1:]]]
-    assert subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
 
-    script = localise(interpolate(services["virtual-board"]["command"][0]), swaps)
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    board = procs.start("virtual-board", ["sh", "-c", script], env={"PATH": path})
-    dashboard_argv = [localise(interpolate(a), swaps) for a in services["dashboard"]["command"]]
+    run_init(services["init"], volumes)
+    first = (volumes / "broker-data" / "credentials" / "bridge.json").read_text()
+    run_init(services["init"], volumes)  # as every `docker compose up` does: same logins
+    assert (volumes / "broker-data" / "credentials" / "bridge.json").read_text() == first
+    assert_handed_out(volumes)
+
+    start_locked_broker(procs, services["broker"], volumes, mqtt)
+    # From here on no login is given: with anonymous clients refused (above) and no IOTPIPE_…
+    # variable set (isolated_settings), the services get in with what init handed out.
+    board_service = services["virtual-board"]
+    script = localise(
+        interpolate(board_service["command"][0]), addresses | mounts(board_service, volumes)
+    )
+    board = procs.start("virtual-board", ["sh", "-c", script], env=with_venv_path())
+    dashboard = services["dashboard"]
+    swaps = addresses | mounts(dashboard, volumes)
+    dashboard_argv = [localise(interpolate(a), swaps) for a in dashboard["command"]]
     procs.iotpipe("dashboard", *dashboard_argv)
     try:
         wait_until(
