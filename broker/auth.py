@@ -1,9 +1,11 @@
 """Who may log in to the broker and what each of them may do: the password file, the ACL
-and the per-role credential files that `iotpipe broker` keeps in its data directory.
+and the credential files that `iotpipe broker` keeps in its data directory.
 
-Credentials are made once, on the first start (random passwords, files mode 0600); the
-ACL is rewritten at every start from the base topic, so it always matches the code's
-topics (``iotpipe.topics``). docs/security.md explains the roles.
+Role credentials are made once, on the first start (random passwords, files mode 0600);
+a Wi-Fi board gets a login of its own, made by `iotpipe board login` (``add_board``). The
+password file and the ACL are rewritten from the credential files and the base topic at
+every start and whenever a board is added, so they always match the code's topics
+(``iotpipe.topics``). docs/security.md explains the roles.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from iotpipe import wire
+from iotpipe.errors import UserError
+
 ROLES = ("bridge", "dashboard", "reader")
+BOARD_ROLE = "board"
+READINGS = ("telemetry", "status", "meta", "event")
 HASH_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the password is 32 random bytes
 SALT_BYTES = 12
+TOPICS_FILE = "topics.json"  # the base topic and prefix the ACL was last written for
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +34,7 @@ class Credentials:
     role: str
     user: str
     password: str
+    device: str | None = None  # only for a board: the one device id it may speak for
 
     def env(self) -> dict[str, str]:
         """For a child process: in the environment, so `ps` never shows the password."""
@@ -36,6 +45,10 @@ def user_name(role: str) -> str:
     return f"iotpipe-{role}"
 
 
+def board_user(device: str) -> str:
+    return f"iotpipe-board-{device}"
+
+
 def password_hash(password: str, salt: bytes | None = None) -> str:
     """Mosquitto 2.0's ``$7$`` format: PBKDF2-HMAC-SHA512, as mosquitto_passwd makes it."""
     salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
@@ -44,14 +57,14 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
     return f"$7${HASH_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
 
 
-def acl(base: str, ha_prefix: str) -> str:
+def acl(base: str, ha_prefix: str, devices: tuple[str, ...] = ()) -> str:
     """Least privilege per role; anything not granted here is refused by Mosquitto."""
     device = f"{base}/+"
     return "\n".join(
         [
             "# Written by `iotpipe broker` at every start; see docs/security.md.",
             f"user {user_name('bridge')}",
-            *(f"topic write {device}/{kind}" for kind in ("telemetry", "status", "meta", "event")),
+            *(f"topic write {device}/{kind}" for kind in READINGS),
             f"topic write {device}/reply",
             f"topic write {base}/dashboard/+/reply",
             f"topic write {base}/bridge/+/status",
@@ -60,7 +73,7 @@ def acl(base: str, ha_prefix: str) -> str:
             f"topic read {ha_prefix}/status",
             "",
             f"user {user_name('dashboard')}",
-            *(f"topic read {device}/{kind}" for kind in ("telemetry", "status", "meta", "event")),
+            *(f"topic read {device}/{kind}" for kind in READINGS),
             f"topic write {device}/cmd",
             f"topic write {device}/alert",
             f"topic read {base}/dashboard/+/reply",
@@ -68,37 +81,111 @@ def acl(base: str, ha_prefix: str) -> str:
             f"user {user_name('reader')}",
             f"topic read {base}/#",
             f"topic read {ha_prefix}/#",
+            # The broker's own statistics: what health checks and monitoring read.
+            "topic read $SYS/broker/#",
             "",
+            *(line for name in devices for line in board_acl(base, name)),
         ]
     )
+
+
+def board_acl(base: str, device: str) -> list[str]:
+    """A Wi-Fi board speaks for its own device id only: a stolen board (its login is in
+    clear on its flash) cannot forge another device's readings or read its commands."""
+    own = f"{base}/{device}"
+    return [
+        f"user {board_user(device)}",
+        *(f"topic write {own}/{kind}" for kind in (*READINGS, "reply")),
+        f"topic write {base}/dashboard/+/reply",  # answers to a dashboard's reply_to
+        f"topic read {own}/cmd",
+        "",
+    ]
 
 
 def credentials_dir(data: Path) -> Path:
     return data / "credentials"
 
 
+def boards_dir(data: Path) -> Path:
+    return credentials_dir(data) / "boards"
+
+
+def board_file(data: Path, device: str) -> Path:
+    return boards_dir(data) / f"{device}.json"
+
+
 def load(path: Path) -> Credentials:
     body = json.loads(path.read_text())
-    return Credentials(str(body["role"]), str(body["user"]), str(body["password"]))
+    device = body.get("device")
+    return Credentials(
+        str(body["role"]), str(body["user"]), str(body["password"]), device and str(device)
+    )
 
 
 def load_role(data: Path, role: str) -> Credentials:
     return load(credentials_dir(data) / f"{role}.json")
 
 
+def load_board(path: Path) -> Credentials:
+    """A board's login file, checked: its user name is the one its ACL entry is made for."""
+    try:
+        creds = load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(
+            f"cannot read the board login {path} ({exc}) — make it with "
+            "`iotpipe board login --device-id ID`"
+        ) from None
+    device = creds.device or ""
+    if (
+        creds.role != BOARD_ROLE
+        or not wire.DEVICE_ID_RE.fullmatch(device)
+        or creds.user != board_user(device)
+    ):
+        raise UserError(
+            f"{path} is not a board login (role {creds.role!r}, user {creds.user!r}) — name "
+            "a file that `iotpipe board login` made in DATA/credentials/boards/"
+        )
+    return creds
+
+
+def boards(data: Path) -> list[Credentials]:
+    folder = boards_dir(data)
+    found = [load_board(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return list({c.device: c for c in found}.values())  # a copied file adds no second entry
+
+
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Written beside and renamed over, so a broker reloading on SIGHUP never reads half a
+    file; owned like its folder, so root adding a board leaves files that Mosquitto,
+    running as the broker's own user, can still read (it reads them after switching)."""
+    new = path.with_name(f".{path.name}.new")
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
-    os.chmod(path, 0o600)
+    os.chmod(new, 0o600)
+    _owned_like_folder(new)
+    os.replace(new, path)
+
+
+def _owned_like_folder(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    folder = path.parent.stat()
+    if folder.st_uid != 0:
+        os.chown(path, folder.st_uid, folder.st_gid)
+
+
+def _private_dir(folder: Path) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    _owned_like_folder(folder)
 
 
 def ensure(data: Path, base: str, ha_prefix: str) -> list[Credentials]:
-    """Make the credentials if there are none yet (returned, to be shown once), and write
-    the password file and the ACL that Mosquitto reads."""
+    """Make the role credentials if there are none yet (returned, to be shown once), and
+    write the password file and the ACL that Mosquitto reads, boards included."""
     folder = credentials_dir(data)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    _private_dir(folder)
     made: list[Credentials] = []
     for role in ROLES:
         path = folder / f"{role}.json"
@@ -106,13 +193,51 @@ def ensure(data: Path, base: str, ha_prefix: str) -> list[Credentials]:
             creds = Credentials(role, user_name(role), secrets.token_urlsafe(32))
             _write_private(path, json.dumps(_as_dict(creds)) + "\n")
             made.append(creds)
-    everyone = [load_role(data, role) for role in ROLES]
-    # Hashed afresh at every start (cheap), so the file always matches the credentials.
-    lines = [f"{c.user}:{password_hash(c.password)}" for c in everyone]
-    _write_private(data / "passwd", "\n".join(lines) + "\n")
-    _write_private(data / "acl", acl(base, ha_prefix))
+    topics = {"base_topic": base, "ha_prefix": ha_prefix}
+    _write_private(data / TOPICS_FILE, json.dumps(topics) + "\n")
+    write_login_files(data, base, ha_prefix)
     return made
 
 
+def write_login_files(data: Path, base: str, ha_prefix: str) -> None:
+    everyone = [load_role(data, role) for role in ROLES]
+    devices = boards(data)
+    # Hashed afresh each time (cheap), so the file always matches the credentials.
+    lines = [f"{c.user}:{password_hash(c.password)}" for c in (*everyone, *devices)]
+    _write_private(data / "passwd", "\n".join(lines) + "\n")
+    names = tuple(c.device for c in devices if c.device)
+    _write_private(data / "acl", acl(base, ha_prefix, names))
+
+
+def recorded_topics(data: Path) -> tuple[str, str]:
+    """(base topic, HA prefix) the broker in ``data`` last started with."""
+    try:
+        body = json.loads((data / TOPICS_FILE).read_text())
+        return str(body["base_topic"]), str(body["ha_prefix"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{data} holds no locked-down broker set up by this iotpipe version — start "
+            f"`iotpipe broker --data {data}` once (without --insecure), then try again"
+        ) from None
+
+
+def add_board(data: Path, device: str) -> tuple[Credentials, bool]:
+    """The board's login, made now (True) or found (False), and the password file and ACL
+    rewritten to include it. A running broker sees it after a reload (``broker.reload``)."""
+    if not wire.DEVICE_ID_RE.fullmatch(device):
+        raise UserError(f"device id {device!r} must match {wire.DEVICE_ID_RE.pattern}")
+    base, ha_prefix = recorded_topics(data)
+    path = board_file(data, device)
+    made = not path.exists()
+    if made:
+        _private_dir(boards_dir(data))
+        creds = Credentials(BOARD_ROLE, board_user(device), secrets.token_urlsafe(24), device)
+        _write_private(path, json.dumps(_as_dict(creds)) + "\n")
+    creds = load_board(path)
+    write_login_files(data, base, ha_prefix)
+    return creds, made
+
+
 def _as_dict(creds: Credentials) -> dict[str, str]:
-    return {"role": creds.role, "user": creds.user, "password": creds.password}
+    body = {"role": creds.role, "user": creds.user, "password": creds.password}
+    return body if creds.device is None else {**body, "device": creds.device}

@@ -1,10 +1,13 @@
-"""Commands to a board, answered through the bridge: MQTT 5 request/response.
+"""Commands to a board, answered through the bridge or by a Wi-Fi board itself.
 
-The dashboard publishes ``{"id", "cmd", "args"}`` to ``<base>/<device>/cmd`` with a
-ResponseTopic (ours alone: ``<base>/dashboard/<client-id>/reply``) and CorrelationData; the
-bridge writes the command to the board and publishes the board's answer
-``{"id", "ok", "result"|"error"}`` to that topic with the same correlation data. Waiting
-requests are bounded; one that gets no answer in time is a timeout, never a hang.
+The dashboard publishes ``{"id", "cmd", "args", "reply_to"}`` to ``<base>/<device>/cmd``
+with a ResponseTopic (ours alone: ``<base>/dashboard/<client-id>/reply``) and
+CorrelationData; the bridge writes the command to the board and publishes the board's
+answer ``{"id", "ok", "result"|"error"}`` to that topic with the same correlation data.
+A Wi-Fi board speaks MQTT 3.1.1, which has neither property: it answers to ``reply_to``
+(the same topic) with no correlation data, so such an answer is matched by its ``id``,
+which is random and unique per request. Waiting requests are bounded; one that gets no
+answer in time is a timeout, never a hang.
 """
 
 from __future__ import annotations
@@ -91,13 +94,15 @@ class Commander:
 
     def on_reply(self, msg: mqtt.MQTTMessage) -> None:
         """Called on paho's thread for each message on our reply topic."""
+        answer = _answer(bytes(msg.payload))
         correlation = getattr(msg.properties, "CorrelationData", None)
+        key = bytes(correlation) if correlation else str(answer["id"]).encode()
         with self._lock:
-            waiting = self._waiting.get(bytes(correlation)) if correlation else None
+            waiting = self._waiting.get(key)
         if waiting is None:
             self.counters.inc("rejected", "late_or_unknown_answer")
             return
-        waiting.answer = _answer(bytes(msg.payload))
+        waiting.answer = answer
         waiting.done.set()
 
     def request(self, device: str, command: Command, timeout: float) -> dict[str, Any]:
@@ -112,7 +117,12 @@ class Commander:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ResponseTopic = self.reply_topic
             props.CorrelationData = correlation
-            payload = {"id": request_id, "cmd": command.cmd, "args": command.args}
+            payload = {
+                "id": request_id,
+                "cmd": command.cmd,
+                "args": command.args,
+                "reply_to": self.reply_topic,  # for MQTT 3.1.1 boards, which lack the property
+            }
             started = time.monotonic()
             self.client.publish(
                 topics.topic(self.base, device, "cmd"),

@@ -42,6 +42,11 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     ),
     (("board", "ports"), "iotpipe.board.ports", "list serial ports that look like boards"),
     (
+        ("board", "login"),
+        "iotpipe.board.login",
+        "make a Wi-Fi board's own broker login (its topics only) and reload the broker",
+    ),
+    (
         ("doctor",),
         "iotpipe.doctor",
         "check this machine (Mosquitto, ports, serial permissions, boards, broker login)",
@@ -50,7 +55,10 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("export",), "iotpipe.export", "write a device's history from the dashboard's store"),
 ]
 
-GROUPS = {"board": "MicroPython boards: a virtual one, deploying the firmware, finding ports"}
+GROUPS = {
+    "board": "MicroPython boards: a virtual one, deploying the firmware, finding ports, "
+    "a Wi-Fi board's broker login"
+}
 
 PRECEDENCE = (
     "Every flag can also be set by its IOTPIPE_… environment variable or in the TOML "

@@ -45,7 +45,8 @@ def parse_broker_url(text: str) -> BrokerURL:
         raise ValueError(f"broker URL {text!r} names no host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"broker URL {text!r} must not have a path, query or fragment")
-    netloc_port = parts.netloc.rsplit("]", 1)[-1]
+    # The port follows the host: past any user:password@ and any [IPv6] brackets.
+    netloc_port = parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1]
     port = SCHEMES[parts.scheme]
     if ":" in netloc_port:
         port = _port(netloc_port.rsplit(":", 1)[1], "broker")

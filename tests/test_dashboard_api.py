@@ -86,7 +86,8 @@ def test_a_command_gets_the_boards_answer_through_mqtt5_request_response(
     assert body["ok"] is True and body["result"] == {"seq": 7, "cmd": "read"}
     assert body["latency_ms"] >= 0
     request, props = responder.requests[0]
-    assert set(request) == {"id", "cmd", "args"} and request["cmd"] == "read"
+    assert set(request) == {"id", "cmd", "args", "reply_to"} and request["cmd"] == "read"
+    assert request["reply_to"] == props.ResponseTopic  # the same topic, for MQTT 3.1.1 boards
     assert props.ResponseTopic.startswith("iotpipe/dashboard/iotpipe-dashboard-")
     assert props.CorrelationData
     started = time.monotonic()

@@ -12,6 +12,7 @@ import pytest
 
 from iotpipe import configfile
 from iotpipe.cli import COMMANDS, build_parser, main
+from iotpipe.endpoints import parse_broker_url
 from iotpipe.errors import UserError
 from tests.conftest import ROOT
 
@@ -167,3 +168,20 @@ def test_help_says_where_a_value_came_from_and_hides_passwords(
     assert "now mqtt://ada:***@broker.lan:1883 from $IOTPIPE_BROKER" in out
     assert "now ada from the config file" in out
     assert "s3cret" not in out
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://pi.local", ("pi.local", 1883, None)),
+        ("mqtts://pi.local", ("pi.local", 8883, None)),
+        ("mqtt://ada:s3cret@pi.local", ("pi.local", 1883, "ada")),  # no port after a login
+        ("mqtt://ada:s3cret@[::1]:1884", ("::1", 1884, "ada")),
+        ("mqtt://[::1]", ("::1", 1883, None)),
+    ],
+)
+def test_broker_urls_take_the_default_port_unless_one_follows_the_host(
+    url: str, expected: tuple[str, int, str | None]
+) -> None:
+    parsed = parse_broker_url(url)
+    assert (parsed.host, parsed.port, parsed.username) == expected

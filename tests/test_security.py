@@ -3,9 +3,15 @@ who may connect, and that each role can do exactly what its ACL allows."""
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
 import ssl
 import stat
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +274,131 @@ def test_a_bridge_beside_the_broker_finds_its_own_login(
         wait_until(lambda: watcher.on("beside/telemetry"), 15, "the reading")
     finally:
         watcher.close()
+
+
+# --- Boards on Wi-Fi: a login per device, reloaded without a restart -----------------------
+
+
+def _board_login(data: Path, device: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iotpipe", "board", "login", "--device-id", device,
+         "--data", str(data)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def _board(broker: Broker, device: str) -> tuple[str, str]:
+    body = json.loads((broker.data / "credentials" / "boards" / f"{device}.json").read_text())
+    return str(body["user"]), str(body["password"])
+
+
+def test_the_locked_config_names_the_pid_file_that_reload_reads(tmp_path: Path) -> None:
+    from iotpipe.broker import command, reload
+
+    text = command.render_config(1883, "127.0.0.1", tmp_path)
+    assert f"pid_file {reload.pid_path(tmp_path)}\n" in text
+    assert "pid_file" not in command.render_config(1883, "127.0.0.1", tmp_path, insecure=True)
+
+
+def test_a_board_added_while_the_broker_runs_logs_in_without_a_restart(locked: Broker) -> None:
+    pid = locked.proc.popen.pid  # `iotpipe broker` execs mosquitto: the same process
+    from iotpipe.broker import reload
+
+    wait_until(lambda: reload.running_pid(locked.data) == pid, 10, "the pid file")
+    device = _device()
+    done = _board_login(locked.data, device)
+    assert done.returncode == 0, done.stderr
+    assert f"told the running broker (pid {pid}) to reload" in done.stdout
+    user, password = _board(locked, device)
+    assert user == f"iotpipe-board-{device}" and password in done.stdout  # shown this once
+    board_file = locked.data / "credentials" / "boards" / f"{device}.json"
+    assert stat.S_IMODE(board_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((locked.data / "passwd").stat().st_mode) == 0o600
+    wait_until(lambda: Client(locked.port, (user, password)).accepted, 10, "the reloaded login")
+    assert locked.proc.popen.poll() is None and pid == reload.running_pid(locked.data)
+
+    again = _board_login(locked.data, device)
+    assert again.returncode == 0 and "already has an MQTT login" in again.stdout
+    assert password not in again.stdout and _board(locked, device) == (user, password)
+
+
+def test_a_board_may_publish_and_read_its_own_topics_only(
+    locked: Broker, clients: dict[str, Client]
+) -> None:
+    mine, other = _device(), _device()
+    assert _board_login(locked.data, mine).returncode == 0
+    board = None
+    try:
+        wait_until(lambda: Client(locked.port, _board(locked, mine)).accepted, 10, "login")
+        board = Client(locked.port, _board(locked, mine))
+        board.subscribe("#")  # granted; only its own commands are delivered
+        for kind in ("telemetry", "status", "meta", "event", "reply"):
+            assert not board.publish(f"iotpipe/{mine}/{kind}").is_failure, kind
+        assert not board.publish("iotpipe/dashboard/iotpipe-dashboard-x/reply").is_failure
+        for topic in (f"iotpipe/{other}/telemetry", f"iotpipe/{other}/status",
+                      f"iotpipe/{mine}/cmd", f"iotpipe/{mine}/alert",
+                      "iotpipe/bridge/x/status", "homeassistant/sensor/x/config"):  # fmt: skip
+            assert board.publish(topic).value == 135, topic  # not authorised
+        dashboard = clients["dashboard"]
+        dashboard.publish(f"iotpipe/{other}/cmd", b"not yours")
+        dashboard.publish(f"iotpipe/{mine}/cmd", b"yours")
+        wait_until(lambda: board.messages, 10, "its own command")
+        time.sleep(0.3)  # the other device's command, had it been delivered, is here by now
+        assert [(m.topic, m.payload) for m in board.messages] == [(f"iotpipe/{mine}/cmd", b"yours")]
+    finally:
+        if board is not None:
+            board.close()
+
+
+def test_every_board_login_survives_a_broker_restart(locked: Broker, procs: Procs) -> None:
+    devices = [_device(), _device()]
+    for device in devices:
+        assert _board_login(locked.data, device).returncode == 0
+    locked.proc.stop()
+    assert not (locked.data / "mosquitto.pid").exists(), "removed on a clean exit"
+    done = _board_login(locked.data, devices[0])
+    assert "takes effect when" in done.stdout, done.stdout
+    again = start_broker(procs, locked.data)
+    for device in devices:
+        assert Client(again.port, _board(again, device)).accepted, device
+    acl = (locked.data / "acl").read_text()
+    assert all(f"user iotpipe-board-{d}\n" in acl for d in devices)
+
+
+def test_a_board_login_needs_a_locked_broker_and_a_good_device_id(tmp_path: Path) -> None:
+    done = _board_login(tmp_path, "garden")
+    assert done.returncode == 1 and done.stderr.startswith("iotpipe: no broker credentials")
+    done = _board_login(tmp_path, "bad/id")
+    assert done.returncode == 1 and "must match" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_tampered_board_file_grants_nothing_else(tmp_path: Path) -> None:
+    from iotpipe.broker import auth
+
+    from iotpipe.errors import UserError
+
+    auth.ensure(tmp_path, "iotpipe", "homeassistant")
+    creds, made = auth.add_board(tmp_path, "garden")
+    assert made and creds.device == "garden"
+    path = auth.board_file(tmp_path, "garden")
+    path.write_text(json.dumps({"role": "board", "device": "garden", "user": "iotpipe-bridge",
+                                "password": "x"}))  # fmt: skip
+    with pytest.raises(UserError, match="is not a board login"):
+        auth.ensure(tmp_path, "iotpipe", "homeassistant")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand files to another user")
+def test_a_login_added_as_root_stays_readable_by_the_brokers_own_user(tmp_path: Path) -> None:
+    """Mosquitto reads passwd and acl after switching to its user: root must not take them."""
+    from iotpipe.broker import auth
+
+    data = tmp_path / "broker"
+    data.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+    auth.ensure(data, "iotpipe", "homeassistant")
+    auth.add_board(data, "garden")
+    for name in ("passwd", "acl", "credentials", "credentials/boards",
+                 "credentials/boards/garden.json"):  # fmt: skip
+        assert (data / name).stat().st_uid == nobody.pw_uid, name

