@@ -1,6 +1,7 @@
 # Everything that differs between boards, in one place: the config file that
-# `iotpipe board deploy` writes, the defaults of each port, the device id, the watchdog
-# and the ways a user stops the program at boot (docs/firmware.md).
+# `iotpipe board deploy` writes, the defaults of each port, the device id, the watchdog,
+# the ways a user stops the program at boot (docs/firmware.md). The parts only a board
+# on Wi-Fi needs (radio, clock, RTC memory, deep sleep) are in netboard.py.
 import json
 import os
 import sys
@@ -19,7 +20,10 @@ PORTS = {
     "rp2": ([{"type": "dht22", "pin": 15}, {"type": "mcu"}], 8000, 1500),
 }
 BOARD_NAMES = {"linux": "unix"}
-KEYS = ("device_id", "board", "interval_ms", "sensors", "wdt_ms", "boot_delay_ms", "stop_pin")
+KEYS = ("device_id", "board", "interval_ms", "sensors", "wdt_ms", "boot_delay_ms", "stop_pin",
+        "transport", "wifi_ssid", "wifi_password", "mqtt_host", "mqtt_port", "mqtt_user",
+        "mqtt_password", "base_topic", "mqtt_keepalive_s", "deep_sleep", "battery_adc",
+        "buffer_max", "ntp_host")
 
 
 def defaults():
@@ -33,6 +37,7 @@ def defaults():
         "wdt_ms": wdt_ms,
         "boot_delay_ms": delay_ms,
         "stop_pin": None,
+        "transport": "serial",  # the defaults of the keys for "mqtt": netconfig.DEFAULTS
     }
 
 
@@ -78,12 +83,16 @@ def check_config(config, problems):
     if not isinstance(config["device_id"], (str, type(None))):
         problems.append("device_id must be text")
         config["device_id"] = None
+    if config["transport"] != "serial":
+        import netconfig  # only then: the serial firmware need not hold what it never uses
+
+        netconfig.check(config, problems)
 
 
 def save_config(config, path=CONFIG_FILE):
     # Written to a new file first: a reset half way leaves the old config, not a torn one.
     with open(path + ".new", "w") as f:
-        json.dump(dict([(k, config[k]) for k in KEYS]), f)
+        json.dump(dict([(k, config[k]) for k in KEYS if k in config]), f)
     os.rename(path + ".new", path)
 
 
@@ -145,3 +154,4 @@ def reset():
     import machine
 
     machine.reset()
+

@@ -94,6 +94,11 @@ def run(node_, stdin, wdt=None, max_wait_ms=MAX_WAIT_MS, readings=-1):
 def main(config=None, problems=()):
     if config is None:
         config, problems = board.load_config()
+    if config["transport"] == "mqtt":  # Wi-Fi straight to the broker: netloop.py
+        import netloop
+
+        netloop.main(config, problems)
+        return
     out = sys.stdout
     n = node.Node(config, out.write, board.boot_id(), problems)
     run(n, sys.stdin, board.watchdog(config["wdt_ms"]))

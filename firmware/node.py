@@ -26,14 +26,17 @@ class Uptime:
 
 
 class Node:
-    def __init__(self, config, write, boot, problems=()):
+    # out: what the node reports through — reading, hello, error, answer. By default the
+    # serial line encoder over write; a board on MQTT passes make_out(device, boot, metrics)
+    # (uplink.Outbox), write None, and specs: its sensors with the battery (netloop.py).
+    def __init__(self, config, write, boot, problems=(), make_out=None, specs=None):
         self.config = config
         self.interval_ms = config["interval_ms"]
         self.uptime = Uptime()
         self.sensors = []
         self.failed = [("config", p) for p in problems]  # (sensor name, reason)
         taken = []
-        for spec in config["sensors"]:
+        for spec in specs or config["sensors"]:
             try:
                 self.sensors.append(sensors.build(spec, taken))
             except Exception as e:  # a missing module or wrong pin must not stop the rest
@@ -45,7 +48,10 @@ class Node:
         self.read_errors = 0
         self.boot = boot
         self.reset_pending = False
-        self.out = wire.Encoder(write, config["device_id"], boot, self.metrics)
+        if make_out is None:
+            self.out = wire.Encoder(write, config["device_id"], boot, self.metrics)
+        else:
+            self.out = make_out(config["device_id"], boot, self.metrics)
         self.commands = {
             "ping": self.cmd_ping,
             "read": self.cmd_read,
@@ -55,11 +61,16 @@ class Node:
         }
 
     def hello(self):
+        self.announce()
         up = self.uptime.now()
-        self.out.hello(up, FIRMWARE_VERSION, self.config["board"],
-                       [s.name for s in self.sensors], self.metrics, self.interval_ms)
         for name, why in self.failed:
             self.out.error(up, name, why)
+
+    def announce(self):
+        # The hello alone: at boot, and again when `set` changed what it says (the
+        # interval), so the meta and the bridge's silence timer follow the board.
+        self.out.hello(self.uptime.now(), FIRMWARE_VERSION, self.config["board"],
+                       [s.name for s in self.sensors], self.metrics, self.interval_ms)
 
     def sample(self):
         # One reading of every sensor; the line carries the metrics that succeeded.
@@ -86,22 +97,24 @@ class Node:
 
     def handle(self, text):
         command_id, cmd, args, error = wire.decode_command(text)
-        result = None
-        if error is None:
-            handler = self.commands.get(cmd)
-            if handler is None:
-                error = "unknown command %r; known: %s" % (cmd, ", ".join(sorted(self.commands)))
-            else:
-                try:
-                    result = handler(args)
-                except ValueError as e:
-                    error = str(e)
-                except Exception as e:  # a bug in a handler is an answer, not a crash
-                    error = "command failed: " + sensors.reason(e)
-        if error is None:
-            self.out.answer(command_id, True, result)
-        else:
-            self.out.answer(command_id, False, error)
+        ok, value = self.run(cmd, args, error)
+        self.out.answer(command_id, ok, value)
+        if ok and cmd == "set":
+            self.announce()
+
+    def run(self, cmd, args, error=None):
+        # -> (True, result) or (False, error text for a person); never raises.
+        if error is not None:
+            return False, error
+        handler = self.commands.get(cmd)
+        if handler is None:
+            return False, "unknown command %r; known: %s" % (cmd, ", ".join(sorted(self.commands)))
+        try:
+            return True, handler(args)
+        except ValueError as e:
+            return False, str(e)
+        except Exception as e:  # a bug in a handler is an answer, not a crash
+            return False, "command failed: " + sensors.reason(e)
 
     def cmd_ping(self, args):
         return {"uptime_ms": self.uptime.now()}

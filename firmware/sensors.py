@@ -14,6 +14,7 @@ DRIVERS = {
     "dht22": ("sensor_dht", "DHT"),
     "ds18b20": ("sensor_ds18b20", "DS18B20"),
     "mcu": ("sensor_mcu", "InternalTemperature"),
+    "battery": ("sensor_battery", "Battery"),  # from the config's battery_adc
 }
 ERRNO_NAMES = {110: "ETIMEDOUT", 116: "ETIMEDOUT", 5: "EIO", 19: "ENODEV", 12: "ENOMEM"}
 

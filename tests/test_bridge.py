@@ -124,6 +124,31 @@ def test_mqtt311_clients_get_answers_on_reply_to_or_the_reply_topic(
         default.close()
 
 
+def test_a_slower_interval_set_by_command_reaches_the_meta_and_the_silence_timer(
+    procs: Procs, broker: Broker, subscribe, tmp_path: Path
+) -> None:
+    # The bridge calls a board offline after three silent intervals: the interval it knows
+    # must be the one just set, or a board asked to report every 2 s is "offline" at once.
+    link = tmp_path / "tty"
+    start_virtual_board(procs, link, "cmd-3", 10.0)
+    start_bridge(procs, tmp_path, link, broker.url)
+    online(subscribe, "cmd-3")
+    meta, status = subscribe("iotpipe/cmd-3/meta"), subscribe("iotpipe/cmd-3/status")
+    asker = Requester(broker.port, "carol/inbox", v5=False)
+    try:
+        asker.ask(
+            "iotpipe/cmd-3/cmd",
+            b'{"id":"s","cmd":"set","args":{"interval_ms":2000},"reply_to":"carol/inbox"}',
+        )
+        intervals = lambda: [json.loads(m.payload)["interval_ms"] for m in meta.messages]  # noqa: E731
+        wait_until(lambda: intervals()[-1:] == [2000], 10, "the meta with the new interval")
+        assert json.loads(asker.answers[0].payload)["result"]["interval_ms"] == 2000
+        threading.Event().wait(1.5)  # 15 of the old intervals, under one of the new
+        assert [m.payload for m in status.messages] == [b"online"]
+    finally:
+        asker.close()
+
+
 def test_a_board_that_does_not_answer_gives_the_asker_a_timeout_error(
     procs: Procs, broker: Broker, subscribe, tmp_path: Path
 ) -> None:

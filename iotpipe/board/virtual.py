@@ -1,6 +1,11 @@
 """`iotpipe board virtual`: the firmware itself, under the real MicroPython unix port,
 behind a pseudo-terminal that looks to pyserial exactly like a USB serial board.
 
+With ``--transport mqtt`` there is no pty: the firmware publishes to ``--broker`` itself,
+as a board on Wi-Fi does, and this process plays its power and RTC timer — a firmware
+that "deep sleeps" (ends with ``DEEPSLEEP_EXIT``) is started again after the time it
+asked for, told that it woke from deep sleep; one that fails is started again cold.
+
     micropython main.py  <-pipes->  this process  <-pty master | pty slave->  PATH (symlink)
 
 The process in the middle plays the USB-serial chip: it keeps the slave side open so the
@@ -21,19 +26,28 @@ import os
 import selectors
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 import tty
 import zlib
 from pathlib import Path
+from typing import Any
 
 from iotpipe.board.emulator import Emulator
+from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
 
 log = logging.getLogger(__name__)
 
 OUTPUT_BUFFER_BYTES = 64 * 1024
+# The unix port's stand-ins for deep sleep (firmware/netboard.py): the same names there.
+DEEPSLEEP_EXIT = 44
+SLEEP_FILE = "deepsleep.ms"
+WAKE_ENV = "IOTPIPE_WAKE"
+RESTART_DELAY_S = 1.0
 
 
 def firmware_dir() -> Path:
@@ -60,7 +74,9 @@ def find_micropython() -> str:
     )
 
 
-def prepare_filesystem(root: Path, device_id: str, interval_ms: int) -> None:
+def prepare_filesystem(
+    root: Path, device_id: str, interval_ms: int, extra: dict[str, Any] | None = None
+) -> None:
     """Lay out the board's flash as `iotpipe board deploy` would: firmware plus config."""
     root.mkdir(parents=True, exist_ok=True)
     for path in firmware_files():
@@ -71,8 +87,48 @@ def prepare_filesystem(root: Path, device_id: str, interval_ms: int) -> None:
         "board": "unix",
         "interval_ms": interval_ms,
         "sensors": [{"type": "sim", "seed": seed}],
+        **(extra or {}),
     }
     (root / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+
+def mqtt_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The config.json keys of a board on Wi-Fi, from the flags."""
+    broker: BrokerURL = args.broker
+    if broker.tls:
+        raise UserError("the firmware speaks plain MQTT — give an mqtt:// --broker")
+    return {
+        "transport": "mqtt",
+        "mqtt_host": broker.host,
+        "mqtt_port": broker.port,
+        "mqtt_user": args.mqtt_user or broker.username,
+        "mqtt_password": args.mqtt_password or broker.password,
+        "base_topic": args.base_topic,
+        "deep_sleep": args.deep_sleep,
+        "buffer_max": args.buffer_max,
+    }
+
+
+def power(binary: str, root: Path) -> None:
+    """Runs the firmware of a board on Wi-Fi like its power supply and RTC timer do."""
+    woke = False
+    while True:
+        env = {**os.environ, WAKE_ENV: "deepsleep" if woke else ""}
+        child = subprocess.Popen([binary, "-c", "import main"], cwd=root, env=env)
+        try:
+            code = child.wait()
+        finally:
+            if child.poll() is None:  # stopped ourselves: the board loses power
+                child.kill()
+                child.wait(5)
+        woke = code == DEEPSLEEP_EXIT
+        if woke:
+            sleep_ms = int((root / SLEEP_FILE).read_text())
+            log.debug("firmware sleeps for %d ms", sleep_ms)
+            time.sleep(sleep_ms / 1000)
+        else:
+            log.warning("firmware exited with status %s; restarting as a watchdog would", code)
+            time.sleep(RESTART_DELAY_S)
 
 
 class Link:
@@ -173,13 +229,33 @@ def _turn(sel: selectors.BaseSelector, board: Emulator, relay: Relay) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_settings(parser, "link", "rate", "device-id", "log-level", required=("link",))
+    add_settings(parser, "link", "rate", "device-id", "log-level")
     parser.add_argument(
         "--fs",
         type=Path,
         default=None,
         metavar="DIR",
         help="the board's flash directory (default: a fresh temporary one)",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("serial", "mqtt"),
+        default="serial",
+        help="serial: behind a pty at --link (default); mqtt: publishes to --broker itself, "
+        "as a board on Wi-Fi does",
+    )
+    add_settings(parser, "broker", "base-topic", "mqtt-user", "mqtt-password")
+    parser.add_argument(
+        "--deep-sleep",
+        action="store_true",
+        help="mqtt: battery mode — wake, read, publish, deep sleep for the interval",
+    )
+    parser.add_argument(
+        "--buffer-max",
+        type=int,
+        default=60,
+        metavar="N",
+        help="mqtt: readings kept while the broker is unreachable (default: 60)",
     )
 
 
@@ -188,6 +264,10 @@ def run(args: argparse.Namespace) -> int:
     device_id = args.device_id or "virtual"
     interval_ms = max(1, round(1000 / args.rate))
     signal.signal(signal.SIGTERM, _raise_stop)
+    if args.transport == "mqtt":
+        return run_mqtt(args, binary, device_id, interval_ms)
+    if args.link is None:
+        raise UserError("give --link PATH, where the virtual board's serial port appears")
     with tempfile.TemporaryDirectory(prefix="iotpipe-board-") as tmp:
         root = args.fs or Path(tmp)
         prepare_filesystem(root, device_id, interval_ms)
@@ -199,4 +279,16 @@ def run(args: argparse.Namespace) -> int:
             log.info("virtual board %s stopped", device_id)
         finally:
             link.close()
+    return 0
+
+
+def run_mqtt(args: argparse.Namespace, binary: str, device_id: str, interval_ms: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="iotpipe-board-") as tmp:
+        root = args.fs or Path(tmp)
+        prepare_filesystem(root, device_id, interval_ms, mqtt_config(args))
+        log.info("virtual board %s publishing to %s itself", device_id, args.broker)
+        try:
+            power(binary, root)
+        except (Stop, KeyboardInterrupt):
+            log.info("virtual board %s stopped", device_id)
     return 0

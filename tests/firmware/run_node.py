@@ -38,6 +38,11 @@ def commands():
           and info["units"] == {"temperature": "°C", "humidity": "%"} and info["mem_free"] > 0)
     check("set changes the interval", answers["s1"]["result"]["interval_ms"] == 250
           and n.interval_ms == 250)
+    after_set = lines[[x.get("id") for x in lines].index("s1") + 1]
+    check("a set that worked is followed by a hello with the new interval",
+          after_set["type"] == "hello" and after_set["interval_ms"] == 250, after_set)
+    check("only that one: a refused set announces nothing",
+          [x["interval_ms"] for x in lines if x["type"] == "hello"] == [250])
     for bad in ("s2", "s3", "s4", "u1", "a1"):
         check("bad command %s is an error answer with its id" % bad,
               answers[bad]["ok"] is False and answers[bad]["error"])

@@ -1,0 +1,90 @@
+# Runs under the MicroPython unix port (tests/test_firmware_mqtt.py): the pure parts of a
+# board on MQTT — remaining length, backlog ring, RTC state, payloads, request decoding.
+import json
+
+import backlog
+import mqtt
+import payload
+import rtcstate
+from check import check, done
+
+
+def remaining_lengths():
+    out = bytearray(4)
+    for n in (0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455):
+        k = mqtt.remaining_length(n, out)
+        print("len %d %s" % (n, bytes(out[:k]).hex()))
+    try:
+        mqtt.remaining_length(268435456, out)
+        check("a length over 4 bytes is refused", False)
+    except mqtt.MQTTException:
+        check("a length over 4 bytes is refused", True)
+
+
+def ring():
+    b = backlog.Backlog(3, 2)
+    for seq in range(5):
+        b.push(seq, seq * 10, -1 if seq == 4 else 1000 + seq, [seq + 0.5, None])
+    check("a full backlog drops the oldest and counts it", len(b) == 3 and b.dropped == 2)
+    seq, up, ts, values = b.oldest()
+    check("the oldest kept comes first", (seq, up, ts) == (2, 20, 1002) and values[0] == 2.5)
+    check("a failed metric is NaN", values[1] != values[1])
+    data = b.to_bytes()
+    small = backlog.Backlog(2, 2)
+    small.load(data)
+    check("loading into a smaller ring drops the oldest", small.oldest()[0] == 3
+          and small.dropped == 1)
+    b.pop()
+    b.pop()
+    check("ts -1 marks a reading taken before the clock was set", b.oldest()[2] == -1)
+
+
+def state():
+    b = backlog.Backlog(4, 1)
+    b.push(7, 70, 5000, [1.25])
+    b.dropped = 3
+    s = rtcstate.State("0a1b2c3d")
+    s.seq, s.uptime_ms, s.synced_ms, s.flags = 8, 123456789012, 99, rtcstate.META_DUE
+    data = rtcstate.pack(s, b)
+    back = rtcstate.unpack(data)
+    check("state survives packing", (back.boot, back.seq, back.uptime_ms, back.synced_ms,
+                                      back.flags, back.dropped, back.n_metrics)
+          == ("0a1b2c3d", 8, 123456789012, 99, 1, 3, 1))
+    b2 = backlog.Backlog(4, 1)
+    b2.load(back.records)
+    check("readings survive packing", b2.oldest()[:3] == (7, 70, 5000))
+    check("random RTC memory is no state", rtcstate.unpack(b"\x00" * 64) is None
+          and rtcstate.unpack(None) is None)
+    check("ESP8266 RTC memory holds 16 readings of 2 metrics",
+          rtcstate.capacity(492, backlog.HEAD_SIZE + 8) == 16)
+
+
+def payloads():
+    p = payload.Payloads("dev-1", "0a1b2c3d", (("temperature", "°C", 2), ("humidity", "%", 1)))
+    t = p.telemetry(3, 1763700000123, 4567, [21.374, None])
+    check("telemetry is compact JSON in the bridge's key order", t ==
+          '{"device":"dev-1","boot":"0a1b2c3d","seq":3,"ts":1763700000.123,'
+          '"uptime_ms":4567,"metrics":{"temperature":21.37}}', t)
+    m = json.loads(p.meta("0.3.0", "unix", ["sim"], (("temperature", "°C", 2),), 500, -1))
+    check("meta before the clock is set has ts null", m["ts"] is None and m["interval_ms"] == 500)
+    a = json.loads(payload.answer(5, False, "nope"))
+    check("an answer keeps an integer id", a == {"id": 5, "ok": False, "error": "nope"})
+    cases = [
+        (b'{"id":"a","cmd":"ping","reply_to":"x/y"}', ("a", "ping", {}, "x/y", None)),
+        (b'{"id":7,"cmd":"ping","reply_to":"x/#"}', (7, "ping", {}, "d/r", None)),
+        (b"nope", (None, None, None, "d/r", "the request is not JSON")),
+        (b'{"cmd":"ping","reply_to":"x/y"}', (None, None, None, "x/y", "'id'")),
+        (b'{"id":"a","cmd":"set","args":[1]}', ("a", "set", None, "d/r", "'args'")),
+    ]
+    for raw, want in cases:
+        got = payload.decode_request(raw, "d/r")
+        ok = got[:4] == want[:4] and (want[4] is None) == (got[4] is None)
+        ok = ok and (want[4] is None or want[4] in got[4])
+        check("request %s" % raw.decode(), ok, got)
+
+
+remaining_lengths()
+ring()
+state()
+payloads()
+done()

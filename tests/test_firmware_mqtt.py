@@ -1,0 +1,364 @@
+"""A board on Wi-Fi: the firmware's own MQTT client and its loops, run by the real
+MicroPython unix port against the real Mosquitto (and, for the exact bytes, against a
+scripted socket on loopback)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from iotpipe.dashboard.payloads import parse_meta
+from paho.mqtt.enums import CallbackAPIVersion
+
+from iotpipe import topics
+from iotpipe.board.virtual import find_micropython, firmware_dir
+from tests.conftest import (
+    ROOT,
+    Broker,
+    Proc,
+    Procs,
+    Subscriber,
+    free_port,
+    start_broker,
+    wait_until,
+)
+
+SCRIPTS = ROOT / "tests" / "firmware"
+
+
+def run_micropython(script: str, *args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "MICROPYPATH": f"{firmware_dir()}:{SCRIPTS}"}
+    result = subprocess.run(
+        [find_micropython(), str(SCRIPTS / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+    assert result.returncode in (0, 3), result.stdout + result.stderr
+    return result.stdout
+
+
+def board_login(broker: Broker, device: str) -> tuple[str, str]:
+    """The board's own login, made by `iotpipe board login` as a user makes it (which also
+    makes the running broker reload its password file and ACL)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "iotpipe", "board", "login", "--device-id", device,
+         "--data", str(broker.data)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    body = json.loads((broker.data / "credentials" / "boards" / f"{device}.json").read_text())
+    return str(body["user"]), str(body["password"])
+
+
+def start_wifi_board(
+    procs: Procs, broker: Broker, device: str, *extra: str, rate: float = 10.0
+) -> Proc:
+    return procs.iotpipe(
+        f"board-{device}",
+        "board",
+        "virtual",
+        "--transport",
+        "mqtt",
+        "--broker",
+        broker.url,
+        "--device-id",
+        device,
+        "--rate",
+        str(rate),
+        *extra,
+    )
+
+
+def telemetry(sub: Subscriber) -> list[topics.Telemetry]:
+    return [topics.parse_telemetry(m.payload) for m in sub.on("/telemetry")]
+
+
+def answers(sub: Subscriber, suffix: str) -> dict[object, dict[str, object]]:
+    return {a["id"]: a for a in (json.loads(m.payload) for m in sub.on(suffix))}
+
+
+# --- the client's bytes --------------------------------------------------------------
+
+
+def test_remaining_length_backlog_rtc_state_and_payloads_under_micropython() -> None:
+    out = run_micropython("run_mqtt_units.py")
+    assert "failed 0" in out
+    # The table of MQTT 3.1.1 section 2.2.3, at every boundary.
+    for n, encoded in [(0, "00"), (127, "7f"), (128, "8001"), (16383, "ff7f")]:
+        assert f"len {n} {encoded}\n" in out
+    for n, encoded in [(16384, "808001"), (2097151, "ffff7f"), (268435455, "ffffff7f")]:
+        assert f"len {n} {encoded}\n" in out
+
+
+def _packet(conn: socket.socket) -> bytes:
+    head = conn.recv(1)
+    length, shift, raw = 0, 0, b""
+    while True:
+        b = conn.recv(1)
+        raw += b
+        length |= (b[0] & 0x7F) << shift
+        shift += 7
+        if not b[0] & 0x80:
+            break
+    body = b""
+    while len(body) < length:
+        body += conn.recv(length - len(body))
+    return head + raw + body
+
+
+def _scripted_broker(server: socket.socket, seen: list[bytes]) -> None:
+    conn, _ = server.accept()
+    with conn:
+        while True:
+            packet = _packet(conn)
+            seen.append(packet)
+            kind = packet[0] & 0xF0
+            if kind == 0x10:
+                conn.sendall(b"\x20\x02\x01\x00")  # CONNACK, session present
+            elif kind == 0x30 and packet[0] & 0x06:
+                conn.sendall(b"\x40\x02" + packet[-8:-6])  # PUBACK with the packet id
+            elif kind == 0x80:
+                conn.sendall(b"\x90\x03" + packet[2:4] + b"\x01")
+            elif kind == 0xC0:
+                conn.sendall(b"\xd0\x00")
+            elif kind == 0xE0:
+                return
+
+
+def _s(text: str) -> bytes:
+    return len(text).to_bytes(2, "big") + text.encode()
+
+
+def test_client_writes_exactly_the_mqtt_3_1_1_packets() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+    thread = threading.Thread(target=_scripted_broker, args=(server, seen), daemon=True)
+    thread.start()
+    out = run_micropython("run_mqtt_client.py", "bytes", str(server.getsockname()[1]))
+    thread.join(10)
+    server.close()
+    assert "session True" in out and "granted 1" in out and "pongs 1" in out
+    will = _s("b/fw-1/status") + _s("offline")
+    connect_body = b"\x00\x04MQTT\x04" + bytes([0x80 | 0x40 | 0x20 | 0x08 | 0x04]) + b"\x00\x1e"
+    connect_body += _s("fw-1") + will + _s("u") + _s("pw")
+    qos0 = _s("b/fw-1/telemetry") + b"x" * 200
+    qos1 = _s("b/fw-1/status") + b"\x00\x01" + b"online"
+    assert seen == [
+        bytes([0x10, len(connect_body)]) + connect_body,
+        b"\x30" + bytes([len(qos0) & 0x7F | 0x80, len(qos0) >> 7]) + qos0,  # two-byte length
+        bytes([0x33, len(qos1)]) + qos1,  # QoS 1, retained
+        bytes([0x82, 2 + 2 + 10 + 1]) + b"\x00\x02" + _s("b/fw-1/cmd") + b"\x01",
+        b"\xc0\x00",
+        b"\xe0\x00",
+    ]
+
+
+# --- against the real Mosquitto ------------------------------------------------------
+
+
+def test_client_connects_with_credentials_and_qos1_gets_its_puback(
+    procs: Procs, tmp_path: Path
+) -> None:
+    broker = start_broker(procs, tmp_path / "broker")
+    user, password = board_login(broker, "fw-login")
+    sub = Subscriber(broker.port, "iotpipe/fw-login/#", broker.credentials("reader"))
+    try:
+        out = run_micropython("run_mqtt_client.py", "login", str(broker.port), user, password)
+        assert "puback" in out
+        wait_until(lambda: sub.on("/telemetry"), 5, "the QoS 1 message")
+        refused = run_micropython("run_mqtt_client.py", "login", str(broker.port), user, "wrong")
+        assert "refused: connection refused: not authorised" in refused or (
+            "bad user name or password" in refused
+        )
+    finally:
+        sub.close()
+
+
+def test_will_says_offline_when_the_board_drops_off(procs: Procs, tmp_path: Path) -> None:
+    broker = start_broker(procs, tmp_path / "broker", insecure=True)
+    sub = Subscriber(broker.port, "iotpipe/fw-will/status")
+    try:
+        assert "connected" in run_micropython("run_mqtt_client.py", "abrupt", str(broker.port))
+        wait_until(lambda: [m.payload for m in sub.messages][-1:] == [b"offline"], 5, "will")
+        assert [m.payload for m in sub.messages] == [b"online", b"offline"]
+    finally:
+        sub.close()
+
+
+def test_a_reading_taken_before_the_clock_was_set_gets_its_own_time(
+    procs: Procs, tmp_path: Path
+) -> None:
+    broker = start_broker(procs, tmp_path / "broker", insecure=True)
+    sub = Subscriber(broker.port, "iotpipe/fw-clock/telemetry")
+    try:
+        out = run_micropython("run_mqtt_client.py", "clock", str(broker.port), cwd=tmp_path)
+        wall = int(out.split("wall before connect ")[1].split()[0]) / 1000
+        wait_until(lambda: len(sub.messages) == 2, 5, "two readings")
+        first, second = telemetry(sub)
+        assert abs(first.ts - (wall - 0.6)) < 0.1 and abs(second.ts - (wall - 0.3)) < 0.1
+        assert second.uptime_ms - first.uptime_ms == pytest.approx(300, abs=30)
+    finally:
+        sub.close()
+
+
+# --- the board on Wi-Fi, always on ---------------------------------------------------
+
+
+def test_board_publishes_like_the_bridge_and_answers_requests(procs: Procs, tmp_path: Path) -> None:
+    broker = start_broker(procs, tmp_path / "broker", insecure=True)
+    sub = Subscriber(broker.port, "#")
+    try:
+        start_wifi_board(procs, broker, "wifi-a")
+        wait_until(lambda: len(sub.on("/telemetry")) >= 3, 15, "telemetry")
+        assert [m.payload for m in sub.on("wifi-a/status")] == [b"online"]
+        late = Subscriber(broker.port, "iotpipe/wifi-a/meta")
+        wait_until(lambda: late.messages, 5, "the retained meta")
+        late.close()
+        meta = late.messages[0]
+        assert meta.retain and parse_meta("wifi-a", meta.payload).meta["interval_ms"] == 100
+        readings = telemetry(sub)
+        assert readings[0].device == "wifi-a" and abs(readings[-1].ts - time.time()) < 2
+        seqs = [r.seq for r in readings]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+        ask = sub.client.publish
+        ask("iotpipe/wifi-a/cmd", '{"id":"p1","cmd":"ping","reply_to":"asker/x/reply"}', 1)
+        ask("iotpipe/wifi-a/cmd", '{"id":2,"cmd":"set","args":{"interval_ms":50}}', 1)
+        ask("iotpipe/wifi-a/cmd", "this is not json", 1)
+        ask("iotpipe/wifi-a/cmd", '{"id":"u1","cmd":"fly"}', 1)
+        ask("iotpipe/wifi-a/cmd", '{"id":"r1","cmd":"read"}', 1)
+        wait_until(lambda: len(sub.on("wifi-a/reply")) >= 4, 10, "answers")
+        to_asker = answers(sub, "asker/x/reply")
+        assert to_asker["p1"]["ok"] and "uptime_ms" in to_asker["p1"]["result"]
+        got = answers(sub, "wifi-a/reply")
+        assert got[2] == {"id": 2, "ok": True, "result": {"interval_ms": 50, "saved": False}}
+        assert got[None]["ok"] is False and "not JSON" in got[None]["error"]
+        assert got["u1"]["ok"] is False and "unknown command" in got["u1"]["error"]
+        read_seq = got["r1"]["result"]["seq"]
+        wait_until(lambda: read_seq in [r.seq for r in telemetry(sub)], 5, "the read reading")
+        count = len(sub.on("/telemetry"))
+        time.sleep(0.5)
+        assert len(sub.on("/telemetry")) - count >= 6, "the board carried on, now at 20 Hz"
+    finally:
+        sub.close()
+
+
+class SessionSubscriber(Subscriber):
+    """A subscriber whose session (and QoS 1 queue) the broker keeps across its restart,
+    so that what the broker acknowledged to the board reaches the test either way."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.messages = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="test-keeper", clean_session=False
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise AssertionError(f"could not subscribe to {topic}")
+
+
+def test_readings_buffered_during_a_broker_restart_are_delivered(
+    procs: Procs, tmp_path: Path
+) -> None:
+    port = free_port()
+    broker = start_broker(procs, tmp_path / "broker", port=port, insecure=True)
+    sub = SessionSubscriber(port, "iotpipe/wifi-r/#")
+    try:
+        board = start_wifi_board(procs, broker, "wifi-r", rate=20.0)
+        wait_until(lambda: len(sub.on("/telemetry")) >= 5, 15, "telemetry")
+        broker.proc.stop()
+        last_before = max(r.seq for r in telemetry(sub))
+        time.sleep(1.5)
+        broker = start_broker(procs, tmp_path / "broker", port=port, insecure=True)
+        wait_until(lambda: len(sub.on("/telemetry")) >= last_before + 40, 20, "more readings")
+        # The board's duty ends at the PUBACK: a reading the stopping broker acknowledged
+        # in its last moment may be lost to subscribers (one at most); every later one,
+        # taken while the broker was away (~30 at 20 Hz), came from the board's buffer.
+        after = sorted({r.seq for r in telemetry(sub)} - set(range(last_before + 1)))
+        assert after[0] <= last_before + 2 and after == list(range(after[0], after[-1] + 1))
+        assert [m.payload for m in sub.on("/status")][-1:] == [b"online"]
+        assert board.popen.poll() is None
+    finally:
+        sub.close()
+
+
+def test_a_full_buffer_drops_the_oldest_and_says_so(procs: Procs, tmp_path: Path) -> None:
+    port = free_port()
+    nobody = Broker(port, tmp_path, procs.start("idle", ["sleep", "60"]), insecure=True)
+    start_wifi_board(procs, nobody, "wifi-o", "--buffer-max", "5", rate=20.0)
+    time.sleep(2.0)  # ~40 readings, no broker
+    broker = start_broker(procs, tmp_path / "broker", port=port, insecure=True)
+    sub = Subscriber(broker.port, "iotpipe/wifi-o/#")
+    try:
+        wait_until(lambda: sub.on("/event"), 20, "the drop report")
+        report = json.loads(sub.on("/event")[0].payload)
+        assert report["event"] == "buffer_overflow" and report["data"]["buffer_max"] == 5
+        wait_until(lambda: len(sub.on("/telemetry")) >= 5, 5, "the kept readings")
+        kept = [r.seq for r in telemetry(sub)][:5]
+        dropped = report["data"]["readings_dropped"]
+        assert dropped >= 20 and kept == list(range(dropped, dropped + 5)), (dropped, kept)
+    finally:
+        sub.close()
+
+
+# --- battery mode --------------------------------------------------------------------
+
+
+def test_battery_board_sleeps_keeps_seq_and_boot_and_gets_requests_at_wake(
+    procs: Procs, tmp_path: Path
+) -> None:
+    broker = start_broker(procs, tmp_path / "broker", insecure=True)
+    sub = Subscriber(broker.port, "#")
+    try:
+        board = start_wifi_board(procs, broker, "bat-1", "--deep-sleep", rate=2.0)
+        wait_until(lambda: len(sub.on("/telemetry")) >= 2, 15, "two wakes")
+        sub.client.publish("iotpipe/bat-1/cmd", '{"id":"q","cmd":"info","reply_to":"me/r"}', 1)
+        wait_until(lambda: sub.on("me/r"), 5, "the answer at the next wake")
+        wait_until(lambda: len(sub.on("/telemetry")) >= 4, 10, "more wakes")
+        readings = telemetry(sub)
+        assert len({r.boot for r in readings}) == 1, "one boot across the deep sleeps"
+        assert [r.seq for r in readings] == list(range(len(readings)))
+        ups = [r.uptime_ms for r in readings]
+        assert all(450 <= b - a <= 600 for a, b in itertools.pairwise(ups)), ups
+        info = json.loads(sub.on("me/r")[0].payload)["result"]
+        assert info["boot"] == readings[0].boot
+        assert len(sub.on("/meta")) == 1, "the meta once, not at every wake"
+        assert "awake" in board.output()
+    finally:
+        sub.close()
+
+
+def test_battery_board_keeps_readings_across_sleeps_while_the_broker_is_away(
+    procs: Procs, tmp_path: Path
+) -> None:
+    port = free_port()
+    nobody = Broker(port, tmp_path, procs.start("idle", ["sleep", "60"]), insecure=True)
+    start_wifi_board(procs, nobody, "bat-2", "--deep-sleep", rate=5.0)
+    time.sleep(2.5)
+    broker = start_broker(procs, tmp_path / "broker", port=port, insecure=True)
+    sub = Subscriber(broker.port, "iotpipe/bat-2/telemetry")
+    try:
+        wait_until(lambda: len(sub.messages) >= 8, 15, "the readings kept in RTC memory")
+        seqs = [r.seq for r in telemetry(sub)]
+        assert seqs[:8] == list(range(8)), seqs
+    finally:
+        sub.close()
