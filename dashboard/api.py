@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,11 @@ from iotpipe.dashboard.store import DeviceRow
 
 bp = Blueprint("api", __name__)
 EXPORT_BATCH = 10_000
+# A board is late when it has missed this many readings in a row, plus slack for clocks
+# and the network. A bridge marks a silent serial board offline itself; a battery board on
+# Wi-Fi leaves its status "online" while it sleeps, so lateness is what shows it is gone.
+LATE_AFTER_INTERVALS = 3
+LATE_SLACK_S = 5.0
 
 
 def services() -> Services:
@@ -26,11 +32,19 @@ def services() -> Services:
     return found
 
 
-def _device_json(row: DeviceRow, metrics: list[str]) -> dict[str, Any]:
+def is_late(last_ts: float | None, interval_ms: object, now: float) -> bool:
+    """True when readings stopped coming at the interval the board announced in its meta."""
+    if last_ts is None or isinstance(interval_ms, bool) or not isinstance(interval_ms, int):
+        return False
+    return now - last_ts > LATE_AFTER_INTERVALS * interval_ms / 1000 + LATE_SLACK_S
+
+
+def _device_json(row: DeviceRow, metrics: list[str], now: float) -> dict[str, Any]:
     meta = row.meta or {}
     return {
         "id": row.id,
         "status": row.status or "unknown",
+        "late": is_late(row.last_ts, meta.get("interval_ms"), now),
         "last": {"ts": row.last_ts, "metrics": row.last} if row.last_ts is not None else None,
         "units": {**{m: "" for m in metrics}, **meta.get("units", {})},
         "metrics": metrics,
@@ -49,7 +63,8 @@ def _known_device(device: str) -> DeviceRow:
 @bp.get("/api/devices")
 def devices() -> Response:
     store = services().store
-    return jsonify([_device_json(row, store.metrics(row.id)) for row in store.devices()])
+    now = time.time()
+    return jsonify([_device_json(row, store.metrics(row.id), now) for row in store.devices()])
 
 
 @bp.get("/api/devices/<device>/series")

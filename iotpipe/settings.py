@@ -118,6 +118,13 @@ _TABLE = [
         "virtual", None, "number of virtual boards (default 1 without --serial)", _count(0, 64), "N"
     ),
     Setting(
+        "virtual-wifi",
+        0,
+        "number of virtual boards on Wi-Fi: the firmware publishing to the broker itself",
+        _count(0, 64),
+        "N",
+    ),
+    Setting(
         "history",
         100_000,
         "readings kept in the dashboard's store per device and metric",
@@ -214,6 +221,14 @@ _TABLE = [
         "JSON file with user and password, e.g. one `iotpipe broker` wrote in DATA/credentials",
         Path,
         "FILE",
+    ),
+    Setting("wifi-ssid", None, "board deploy: the Wi-Fi network a board joins", str, "SSID"),
+    Setting(
+        "wifi-password",
+        None,
+        "board deploy: its Wi-Fi password (better set in the environment; empty: open network)",
+        str,
+        "SECRET",
     ),
 ]
 SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}

@@ -1,6 +1,7 @@
 """`iotpipe up`: the whole pipeline on one machine, in one command.
 
-Mosquitto, N virtual boards (or the board on --serial), a bridge per board and the
+Mosquitto, N virtual boards (or the board on --serial), a bridge per board, virtual
+boards on Wi-Fi (``--virtual-wifi``: no bridge, each with its own broker login) and the
 dashboard, each a child process started in order and waited for; progress is printed as
 it happens; Ctrl-C (or SIGTERM) stops every child this command started.
 """
@@ -32,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_settings(
         parser,
         "virtual",
+        "virtual-wifi",
         "serial",
         "mqtt-port",
         "http",
@@ -145,6 +147,33 @@ def _role_env(args: argparse.Namespace, role: str) -> dict[str, str]:
     return auth.load_role(args.data / "broker", role).env()
 
 
+def _start_wifi_boards(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
+    """The firmware in its `mqtt` transport, each board logging in as itself, the way a
+    board on Wi-Fi does once `iotpipe board deploy --transport mqtt` set it up."""
+    from iotpipe.board.login import make_login
+
+    broker_url = f"mqtt://127.0.0.1:{args.mqtt_port}"
+    for n in range(1, args.virtual_wifi + 1):
+        device = f"wifi-{n}"
+        env = {} if args.insecure else make_login(args.data, device, show=False)[0].env()
+        argv = iotpipe_argv(
+            "board", "virtual", "--transport", "mqtt", "--broker", broker_url,
+            "--base-topic", args.base_topic, "--rate", str(args.rate), "--device-id", device,
+        )  # fmt: skip
+        sup.start(
+            Child(
+                device,
+                argv,
+                _running_for(0.5),
+                logs / f"{device}.log",
+                env=env,
+            ),
+            10,
+            f"virtual board on Wi-Fi → {broker_url}",
+        )
+    return int(args.virtual_wifi)
+
+
 def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
     data: Path = args.data
     broker_url = f"mqtt://127.0.0.1:{args.mqtt_port}"
@@ -215,6 +244,7 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
             10,
             f"{port} → {broker_url}",
         )
+    wifi = _start_wifi_boards(sup, args, logs)
     http: HostPort = args.http
     sup.start(
         Child(
@@ -236,7 +266,7 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
         30,
         http.url,
     )
-    return len(ports)
+    return len(ports) + wifi
 
 
 def say(text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +197,27 @@ def test_the_page_reconnects_by_itself_after_a_server_restart(
 
 def _plot_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def test_a_card_turns_late_by_itself_when_readings_stop_and_clears_on_the_next(
+    procs: Procs,
+    broker: Broker,
+    publisher: Publisher,
+    tmp_path: Path,
+    page: Any,
+) -> None:
+    dash = start_dashboard(procs, broker, tmp_path / "dash")
+    meta = {"device": "sleepy", "boot": "0a1b2c3d", "units": {"temperature": "°C"}}
+    publisher.send("iotpipe/sleepy/meta", json.dumps({**meta, "interval_ms": 100}).encode(), True)
+    publisher.send("iotpipe/sleepy/status", b"online", retain=True)
+    # 4 s old: not late yet (3 x 0.1 s + 5 s slack); late a little over a second later.
+    publisher.reading(reading("sleepy", 0, time.time() - 4, temperature=20.0))
+    page.goto(dash.url + "/")
+    age = page.locator("article.card[data-device='sleepy'] .age")
+    page.wait_for_function("() => document.querySelector('.card .age') !== null")
+    wait_until(lambda: "s ago" in (age.text_content() or ""), 10, "the card's age")
+    assert "late" not in (age.get_attribute("class") or "")
+    page.wait_for_function("() => document.querySelector('.card .age.late') !== null")
+    assert "a reading every 0.1 s expected" in (age.text_content() or "")
+    publisher.reading(reading("sleepy", 1, time.time(), temperature=21.0))
+    page.wait_for_function("() => document.querySelector('.card .age.late') === null")

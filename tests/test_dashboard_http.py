@@ -63,6 +63,29 @@ def test_published_readings_appear_in_devices_and_series(
     assert body["v"] == [20.0, 20.1, 20.2, 20.3, 20.4]
 
 
+def test_a_board_that_stopped_sending_is_shown_late_until_it_sends_again(
+    procs: Procs,
+    broker: Broker,
+    publisher: Publisher,
+    tmp_path: Path,
+) -> None:
+    # A battery board's status stays "online" while it sleeps (it leaves without a will);
+    # three missed intervals of the interval its meta announced are what mark it.
+    dash = start_dashboard(procs, broker, tmp_path / "dash")
+    publisher.send("iotpipe/bench-1/meta", json.dumps(META).encode(), retain=True)
+    publisher.send("iotpipe/bench-1/status", b"online", retain=True)
+    publisher.reading(reading("bench-1", 0, time.time() - 30, temperature=20.0))
+
+    def device() -> dict[str, object]:
+        found: list[dict[str, object]] = dash.get("/api/devices")[1]
+        return found[0] if found else {}
+
+    wait_until(lambda: device().get("last") and device().get("meta"), 10, "reading and meta")
+    assert device()["status"] == "online" and device()["late"] is True
+    publisher.reading(reading("bench-1", 1, time.time(), temperature=20.5))
+    wait_until(lambda: device()["late"] is False, 10, "a fresh reading clears late")
+
+
 def test_history_survives_a_restart_and_readings_sent_meanwhile_arrive(
     procs: Procs,
     broker: Broker,

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from iotpipe.dashboard import writer as writer_module
+from iotpipe.dashboard.api import is_late
 from iotpipe.dashboard.durations import parse_duration
 from iotpipe.dashboard.params import BadRequest, parse_range
 from iotpipe.dashboard.series import flatten, resolution_for, with_gaps
@@ -24,6 +25,15 @@ def test_durations_read_as_people_write_them() -> None:
     for bad in ("0d", "-1d", "1y", "", "d"):
         with pytest.raises(ValueError, match="duration above 0"):
             parse_duration(bad)
+
+
+def test_late_means_three_announced_intervals_missed_plus_slack() -> None:
+    now = 1_000.0
+    assert is_late(now - 36, 10_000, now)  # 3 x 10 s + 5 s slack, and one more
+    assert not is_late(now - 34, 10_000, now)
+    assert not is_late(None, 10_000, now)  # no reading yet: nothing to be late after
+    assert not is_late(now - 10**6, None, now)  # no meta: the interval is unknown
+    assert not is_late(now - 10**6, True, now)  # not a whole number of ms
 
 
 def test_a_missing_range_means_the_last_hour() -> None:

@@ -50,6 +50,24 @@ function ageText(ts) {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
+// The same rule as the API's `late` (dashboard/api.py): three announced intervals missed.
+const LATE_AFTER_INTERVALS = 3;
+const LATE_SLACK_S = 5;
+
+function isLate(entry) {
+  if (!entry.lastTs || !entry.intervalMs) return false;
+  const age = Date.now() / 1000 - entry.lastTs;
+  return age > (LATE_AFTER_INTERVALS * entry.intervalMs) / 1000 + LATE_SLACK_S;
+}
+
+function renderAge(entry) {
+  const age = entry.node.querySelector(".age");
+  const late = isLate(entry);
+  const every = entry.intervalMs ? ` (a reading every ${formatValue(entry.intervalMs / 1000)} s expected)` : "";
+  age.textContent = ageText(entry.lastTs) + (late ? ` — late${every}` : "");
+  age.classList.toggle("late", late);
+}
+
 function cardFor(id) {
   let entry = state.devices.get(id);
   if (!entry) {
@@ -59,7 +77,7 @@ function cardFor(id) {
     node.querySelector(".csv").href = `/api/devices/${encodeURIComponent(id)}/export.csv`;
     node.querySelector(".read-now").addEventListener("click", () => readNow(id, node));
     document.getElementById("cards").append(node);
-    entry = { node, units: {}, lastTs: null, values: {} };
+    entry = { node, units: {}, lastTs: null, values: {}, intervalMs: null };
     state.devices.set(id, entry);
     document.getElementById("empty").hidden = true;
   }
@@ -73,7 +91,7 @@ function renderCard(entry) {
     const unit = entry.units[metric] || "";
     values.append(el("dt", metric), el("dd", `${formatValue(value)} ${unit}`.trim()));
   }
-  entry.node.querySelector(".age").textContent = ageText(entry.lastTs);
+  renderAge(entry);
 }
 
 function setStatus(entry, status) {
@@ -151,6 +169,7 @@ async function loadDevices() {
     entry.units = d.units;
     entry.lastTs = d.last ? d.last.ts : null;
     entry.values = d.last ? d.last.metrics : {};
+    entry.intervalMs = d.meta.interval_ms || null;
     setStatus(entry, d.status);
     renderCard(entry);
   }
@@ -230,6 +249,7 @@ function connect() {
     const m = JSON.parse(e.data);
     const entry = cardFor(m.device);
     entry.units = { ...entry.units, ...m.units };
+    entry.intervalMs = m.interval_ms || null;
     renderCard(entry);
   });
   stream.addEventListener("alert", onAlert);
@@ -250,7 +270,7 @@ function setupRanges() {
 
 function tick() {
   for (const entry of state.devices.values()) {
-    entry.node.querySelector(".age").textContent = ageText(entry.lastTs);
+    renderAge(entry);
   }
 }
 
