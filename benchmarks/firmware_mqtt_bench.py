@@ -33,6 +33,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def time_wakes(binary: str, root: Path, wakes: int) -> tuple[list[float], list[float]]:
+    """(the firmware's own awake ms, process exec-to-exit ms) of each wake."""
+    own, whole = [], []
+    for i in range(wakes):
+        env = {**os.environ, "IOTPIPE_WAKE": "deepsleep" if i else ""}
+        start = time.perf_counter()
+        out = subprocess.run(
+            [binary, "-c", "import main"], cwd=root, env=env, capture_output=True, text=True
+        )
+        whole.append((time.perf_counter() - start) * 1000)
+        own.append(float(out.stdout.split("awake ")[1].split()[0]))
+    return own, whole
+
+
+def time_mosquitto_pub(port: int, runs: int) -> list[float]:
+    """The same job done by the C reference client: connect, one QoS 1 reading, leave."""
+    reading = json.dumps(
+        {"device": "ref", "boot": "0a1b2c3d", "seq": 0, "ts": time.time(), "uptime_ms": 0,
+         "metrics": {"temperature": 21.5, "humidity": 48.0}}
+    )  # fmt: skip
+    argv = ["mosquitto_pub", "-p", str(port), "-q", "1", "-t", "iotpipe/ref/telemetry"]
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([*argv, "-m", reading], check=True, capture_output=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wakes", type=int, default=30)
@@ -64,20 +93,18 @@ def main() -> None:
                 "boot_delay_ms": 0,
             }
             (root / "config.json").write_text(json.dumps(config))
-            own, whole = [], []
-            for i in range(args.wakes):
-                env = {**os.environ, "IOTPIPE_WAKE": "deepsleep" if i else ""}
-                start = time.perf_counter()
-                out = subprocess.run(
-                    [binary, "-c", "import main"], cwd=root, env=env, capture_output=True, text=True
-                )
-                whole.append((time.perf_counter() - start) * 1000)
-                own.append(int(out.stdout.split("awake ")[1].split()[0]))
+            own, whole = time_wakes(binary, root, args.wakes)
+            reference = time_mosquitto_pub(port, args.wakes)
             print(f"wakes {args.wakes} (the first one, a cold boot, also subscribes)")
             print(
                 f"awake per reading, firmware's own figure: median {statistics.median(own):.0f} ms"
             )
             print(f"whole process, exec to exit: median {statistics.median(whole):.0f} ms")
+            print(
+                f"reference, mosquitto_pub -q 1 of one reading, exec to exit: median "
+                f"{statistics.median(reference):.0f} ms; firmware/mosquitto_pub = "
+                f"{statistics.median(whole) / statistics.median(reference):.2f}"
+            )
             heap = subprocess.run(
                 [binary, str(ROOT / "tests" / "firmware" / "run_mqtt_heap.py"), str(port)],
                 env={**os.environ, "MICROPYPATH": str(firmware_dir())},
