@@ -198,11 +198,25 @@ def start_virtual_board(
 class Subscriber:
     """A plain MQTT subscriber, like `mosquitto_sub -v`, that records what it receives."""
 
-    def __init__(self, port: int, topic: str, login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str,
+        login: tuple[str, str] | None = None,
+        session: str | None = None,
+    ) -> None:
+        """``session``: a client id whose session (and QoS 1 queue) the broker keeps, so
+        what the broker acknowledged reaches the test across a broker restart too."""
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if session is None:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=session, clean_session=False
+            )
+            self.client.reconnect_delay_set(0.1, 0.5)
         if login is not None:
             self.client.username_pw_set(*login)
         self.client.on_message = self._on_message

@@ -14,10 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from iotpipe.dashboard.payloads import parse_meta
-from paho.mqtt.enums import CallbackAPIVersion
 
 from iotpipe import topics
 from iotpipe.board.virtual import find_micropython, firmware_dir
@@ -255,33 +253,12 @@ def test_board_publishes_like_the_bridge_and_answers_requests(procs: Procs, tmp_
         sub.close()
 
 
-class SessionSubscriber(Subscriber):
-    """A subscriber whose session (and QoS 1 queue) the broker keeps across its restart,
-    so that what the broker acknowledged to the board reaches the test either way."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        self.messages = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="test-keeper", clean_session=False
-        )
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise AssertionError(f"could not subscribe to {topic}")
-
-
 def test_readings_buffered_during_a_broker_restart_are_delivered(
     procs: Procs, tmp_path: Path
 ) -> None:
     port = free_port()
     broker = start_broker(procs, tmp_path / "broker", port=port, insecure=True)
-    sub = SessionSubscriber(port, "iotpipe/wifi-r/#")
+    sub = Subscriber(port, "iotpipe/wifi-r/#", session="test-keeper")
     try:
         board = start_wifi_board(procs, broker, "wifi-r", rate=20.0)
         wait_until(lambda: len(sub.on("/telemetry")) >= 5, 15, "telemetry")
