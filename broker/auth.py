@@ -238,6 +238,20 @@ def add_board(data: Path, device: str) -> tuple[Credentials, bool]:
     return creds, made
 
 
+def remove_board(data: Path, device: str) -> Credentials:
+    """Delete the board's login and rewrite the password file and ACL without it; a
+    running broker drops it after a reload (``broker.reload``)."""
+    path = board_file(data, device)
+    if not wire.DEVICE_ID_RE.fullmatch(device) or not path.is_file():
+        known = ", ".join(sorted(c.device or "" for c in boards(data))) or "none"
+        raise UserError(f"board {device!r} has no login in {data} (boards with one: {known})")
+    base, ha_prefix = recorded_topics(data)
+    creds = load_board(path)
+    path.unlink()
+    write_login_files(data, base, ha_prefix)
+    return creds
+
+
 def _as_dict(creds: Credentials) -> dict[str, str]:
     body = {"role": creds.role, "user": creds.user, "password": creds.password}
     return body if creds.device is None else {**body, "device": creds.device}

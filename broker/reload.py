@@ -60,13 +60,14 @@ def _command_line(pid: int) -> list[str]:
     return done.stdout.split()
 
 
-def reload(data: Path) -> Outcome:
-    """SIGHUP to the broker running with ``data``, or what to do instead."""
+def reload(data: Path, change: str) -> Outcome:
+    """SIGHUP to the broker running with ``data``, or what to do instead; ``change`` names
+    what the reload is for, e.g. "the new login"."""
     pid = running_pid(data)
     if pid is None:
         return Outcome(
             False,
-            f"no broker is running with {data}: the new login takes effect when "
+            f"no broker is running with {data}: {change} takes effect when "
             f"`iotpipe broker --data {data}` starts",
         )
     try:
@@ -79,6 +80,6 @@ def reload(data: Path) -> Outcome:
         )
     except ProcessLookupError:
         return Outcome(
-            False, f"the broker (pid {pid}) just stopped: the login works at its next start"
+            False, f"the broker (pid {pid}) just stopped: {change} takes effect at its next start"
         )
     return Outcome(True, f"told the running broker (pid {pid}) to reload its logins (SIGHUP)")

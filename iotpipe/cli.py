@@ -47,6 +47,11 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
         "make a Wi-Fi board's own broker login (its topics only) and reload the broker",
     ),
     (
+        ("board", "revoke"),
+        "iotpipe.board.revoke",
+        "remove a Wi-Fi board's broker login and reload the broker, which drops the board",
+    ),
+    (
         ("doctor",),
         "iotpipe.doctor",
         "check this machine (Mosquitto, ports, serial permissions, boards, broker login)",

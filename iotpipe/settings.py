@@ -256,13 +256,17 @@ def add_settings(
             default=default,
             required=name in required and default is None,
             metavar=setting.metavar,
-            help=_help(setting, default if source else None, source),
+            help=_help(setting, default if source else None, source, name in required),
         )
 
 
-def _help(setting: Setting, value: str | None, source: str) -> str:
-    # A setting without a default says in its own help what happens when it is not set.
-    default = "" if setting.default is None else f"; default: {setting.default}"
+def _help(setting: Setting, value: str | None, source: str, required: bool) -> str:
+    # A setting without a default says in its own help what happens when it is not set,
+    # which a command that requires it must not claim.
+    text = re.sub(r" \(default: [^)]*\)$", "", setting.help) if required else setting.help
+    default = "; required" if required else ""
+    if setting.default is not None:
+        default += f"; default: {setting.default}"
     if value is not None:  # so `--help` shows where a surprising value came from
         shown = (
             "***"
@@ -270,7 +274,7 @@ def _help(setting: Setting, value: str | None, source: str) -> str:
             else re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", value)
         )
         default += f"; now {shown} from {source}"
-    return f"{setting.help} (env {setting.env}{default})"
+    return f"{text} (env {setting.env}{default})"
 
 
 def _from_config(setting: Setting, command: str) -> str | None:

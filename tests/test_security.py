@@ -279,12 +279,16 @@ def test_a_bridge_beside_the_broker_finds_its_own_login(
 # --- Boards on Wi-Fi: a login per device, reloaded without a restart -----------------------
 
 
-def _board_login(data: Path, device: str) -> subprocess.CompletedProcess[str]:
+def _board_command(verb: str, data: Path, device: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "iotpipe", "board", "login", "--device-id", device,
+        [sys.executable, "-m", "iotpipe", "board", verb, "--device-id", device,
          "--data", str(data)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def _board_login(data: Path, device: str) -> subprocess.CompletedProcess[str]:
+    return _board_command("login", data, device)
 
 
 def _board(broker: Broker, device: str) -> tuple[str, str]:
@@ -350,27 +354,66 @@ def test_a_board_may_publish_and_read_its_own_topics_only(
             board.close()
 
 
-def test_every_board_login_survives_a_broker_restart(locked: Broker, procs: Procs) -> None:
-    devices = [_device(), _device()]
-    for device in devices:
+def test_a_revoked_board_is_dropped_at_once_and_refused_after(locked: Broker) -> None:
+    from iotpipe.broker import reload
+
+    pid = locked.proc.popen.pid
+    wait_until(lambda: reload.running_pid(locked.data) == pid, 10, "the pid file")
+    lost, kept = _device(), _device()
+    for device in (lost, kept):
         assert _board_login(locked.data, device).returncode == 0
+    wait_until(lambda: Client(locked.port, _board(locked, kept)).accepted, 10, "the logins")
+    login = _board(locked, lost)
+    board = Client(locked.port, login)
+    try:
+        assert board.accepted and board.client.is_connected()
+        done = _board_command("revoke", locked.data, lost)
+        assert done.returncode == 0, done.stderr
+        assert f"removed the MQTT login of board {lost}" in done.stdout
+        assert f"told the running broker (pid {pid}) to reload" in done.stdout
+        wait_until(lambda: not board.client.is_connected(), 10, "the broker dropping the board")
+    finally:
+        board.close()
+    assert not Client(locked.port, login).accepted
+    assert Client(locked.port, _board(locked, kept)).accepted
+    assert f"iotpipe-board-{lost}" not in (locked.data / "passwd").read_text()
+    assert f"iotpipe-board-{lost}" not in (locked.data / "acl").read_text()
+    assert locked.proc.popen.poll() is None
+
+    again = _board_command("revoke", locked.data, lost)
+    assert again.returncode == 1
+    assert again.stderr.startswith(f"iotpipe: board '{lost}' has no login in "), again.stderr
+    assert f"(boards with one: {kept})" in again.stderr
+
+
+def test_board_logins_and_a_revoke_made_while_the_broker_is_down_hold_after_a_restart(
+    locked: Broker, procs: Procs
+) -> None:
+    devices, gone = [_device(), _device()], _device()
+    for device in (*devices, gone):
+        assert _board_login(locked.data, device).returncode == 0
+    gone_login = _board(locked, gone)
     locked.proc.stop()
     assert not (locked.data / "mosquitto.pid").exists(), "removed on a clean exit"
     done = _board_login(locked.data, devices[0])
-    assert "takes effect when" in done.stdout, done.stdout
+    assert "the new login takes effect when" in done.stdout, done.stdout
+    done = _board_command("revoke", locked.data, gone)
+    assert "the removal takes effect when" in done.stdout, done.stdout
     again = start_broker(procs, locked.data)
     for device in devices:
         assert Client(again.port, _board(again, device)).accepted, device
+    assert not Client(again.port, gone_login).accepted
     acl = (locked.data / "acl").read_text()
     assert all(f"user iotpipe-board-{d}\n" in acl for d in devices)
 
 
 def test_a_board_login_needs_a_locked_broker_and_a_good_device_id(tmp_path: Path) -> None:
-    done = _board_login(tmp_path, "garden")
-    assert done.returncode == 1 and done.stderr.startswith("iotpipe: no broker credentials")
     done = _board_login(tmp_path, "bad/id")
     assert done.returncode == 1 and "must match" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+    for verb in ("login", "revoke"):
+        done = _board_command(verb, tmp_path, "garden")
+        assert done.returncode == 1 and done.stderr.startswith("iotpipe: no broker credentials")
 
 
 def test_a_tampered_board_file_grants_nothing_else(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def make_login(data: Path, device: str, show: bool = True) -> tuple[auth.Credent
         print(f"made the MQTT login of board {device}: user {creds.user} (in {path}, mode 0600)")
     else:
         print(f"board {device} already has an MQTT login: user {creds.user}, password in {path}")
-    print(reload.reload(folder).message)
+    print(reload.reload(folder, "the new login").message)
     return creds, path
 
 
