@@ -65,7 +65,7 @@ def locked(procs: Procs, tmp_path: Path) -> Broker:
 def board(locked: Broker) -> Iterator[WifiBoard]:
     creds, _made = auth.add_board(locked.data, "garden")
     wait_until(lambda: reload.running_pid(locked.data), 10, "the broker's pid file")
-    assert reload.reload(locked.data).reloaded
+    assert reload.reload(locked.data, "the new login").reloaded
     wait_until(lambda: _logs_in(locked, creds), 10, "the board's login after the reload")
     made = WifiBoard(locked, "garden", creds)
     yield made
