@@ -18,8 +18,11 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[board]"
 FROM python:${PYTHON}-slim
 # dialout is gid 20 here as on Debian and Raspberry Pi OS: the group of /dev/ttyUSB*
 # and /dev/ttyACM*, so the bridge can open the board's port without root.
+# compose's init makes the broker's TLS CA with the openssl command (broker/tls.py); the
+# slim image has it as a dependency of ca-certificates, and the build stops if it ever lacks it.
 RUN useradd --create-home --uid 1000 --groups dialout iotpipe \
-    && install -d -o iotpipe -g iotpipe /data
+    && install -d -o iotpipe -g iotpipe /data \
+    && openssl version
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 USER iotpipe

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from iotpipe.broker import tls
 from iotpipe.broker.auth import ROLES
 from iotpipe.broker.command import SUB_OPTIONS
 
@@ -176,6 +177,19 @@ def test_the_compose_broker_refuses_anonymous_clients_and_reads_what_init_writes
     assert f"chown -R 1883:1883 {init_data()}\n" in script, "Mosquitto runs as uid 1883"
 
 
+def test_the_compose_brokers_mqtts_listener_serves_the_certificate_init_makes() -> None:
+    (argv,) = iotpipe_commands(compose()["services"]["init"])
+    port = assert_valid_iotpipe(argv, "init").tls_port
+    text = (ROOT / "broker" / "docker.conf").read_text()
+    assert re.findall(r"^listener (\d+)$", text, flags=re.M) == ["1883", str(port)]
+    assert text.index(f"listener {port}\n") < text.index("cafile "), "options follow it"
+    folder = tls.tls_dir(Path(init_data()))
+    for key, name in (("cafile", "ca.crt"), ("certfile", "server.crt"), ("keyfile", "server.key")):
+        assert _conf_value(key) == f"{folder}/{name}", key
+    published = [interpolate(p) for p in compose()["services"]["broker"]["ports"]]
+    assert f"127.0.0.1:{port}:{port}" in published, "loopback unless .env says"
+
+
 def test_init_runs_once_as_root_before_every_other_service() -> None:
     services = compose()["services"]
     init = services["init"]
@@ -313,6 +327,7 @@ def test_the_image_is_slim_unprivileged_and_checks_its_health() -> None:
     _build, runtime = _stages(DOCKERFILE.read_text())
     assert runtime.startswith("python:") and "-slim" in runtime.splitlines()[0]
     assert not re.search(r"apt-get|gcc|build-essential", runtime), "no build tools at run time"
+    assert "&& openssl version\n" in runtime, "init's TLS set-up needs the openssl command"
     user = re.findall(r"^USER (\S+)", runtime, flags=re.M)
     assert user and user[-1] not in ("root", "0")
     health = re.search(r"HEALTHCHECK .*\n?.*CMD \[(.*)\]", runtime)

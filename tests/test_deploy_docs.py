@@ -20,7 +20,7 @@ import yaml
 from iotpipe.cli import build_parser
 from iotpipe.healthcheck import check, command_line
 from tests.conftest import ROOT
-from tests.test_deploy import handouts, init_data, init_script, named_mounts
+from tests.test_deploy import handouts, init_data, init_script, iotpipe_commands, named_mounts
 
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
@@ -89,8 +89,12 @@ def test_the_compose_logins_are_where_deploy_md_says(tmp_path: Path) -> None:
     for name in re.findall(r"docker compose (?:exec|logs)(?: -\w+)* ([\w-]+)", text):
         assert name in services, f"deploy.md names service {name}"
     # Every file the docs point at in the broker's volume is one that init's setup writes.
-    setup = [sys.executable, "-m", "iotpipe", "broker", "--setup-only", "--data", str(tmp_path)]
-    assert subprocess.run(setup, capture_output=True, timeout=60).returncode == 0
+    (argv,) = iotpipe_commands(services["init"])
+    setup = [str(tmp_path) if a == init_data() else a for a in argv]
+    made = subprocess.run(
+        [sys.executable, "-m", "iotpipe", *setup], capture_output=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
     broker_data = named_mounts(services["broker"])["broker-data"]
     assert broker_data == init_data()
     named = re.findall(rf"{re.escape(broker_data)}/([\w./*-]+\w)", text)

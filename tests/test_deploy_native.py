@@ -54,10 +54,11 @@ def mounts(service: dict[str, Any], volumes: Path) -> dict[str, str]:
     return swaps
 
 
-def native_broker_config(broker: dict[str, Any], volumes: Path, port: int) -> Path:
-    """broker/docker.conf with the container's paths and listener made local."""
+def native_broker_config(broker: dict[str, Any], volumes: Path, port: int, tls: int) -> Path:
+    """broker/docker.conf with the container's paths and listeners made local."""
     text = (ROOT / "broker" / "docker.conf").read_text()
     text = text.replace("listener 1883", f"user {getpass.getuser()}\nlistener {port} 127.0.0.1")
+    text = text.replace("listener 8883", f"listener {tls} 127.0.0.1")
     path = volumes.parent / "docker.conf"
     path.write_text(localise(text, mounts(broker, volumes)))
     return path
@@ -89,7 +90,7 @@ def run_init(init: dict[str, Any], volumes: Path) -> None:
 
 def assert_handed_out(volumes: Path) -> None:
     broker = volumes / "broker-data"
-    for name in ("passwd", "acl"):  # what Mosquitto reads after dropping to its user
+    for name in ("passwd", "acl", "tls/server.key"):  # read by Mosquitto as its own user
         assert owner_and_mode(broker / name) == (MOSQUITTO_UID, MOSQUITTO_UID, 0o600), name
     assert owner_and_mode(broker)[:2] == (MOSQUITTO_UID, MOSQUITTO_UID)  # it saves state here
     wanted = {
@@ -106,19 +107,26 @@ def assert_handed_out(volumes: Path) -> None:
         assert handed.read_text() == (broker / "credentials" / handed.name).read_text()
 
 
-def start_locked_broker(procs: Procs, broker: dict[str, Any], volumes: Path, port: int) -> None:
+def start_locked_broker(
+    procs: Procs, broker: dict[str, Any], volumes: Path, port: int, tls: int
+) -> None:
     """Mosquitto with broker/docker.conf: its health check gets in with the reader's login
-    that init wrote, and an anonymous client (the same check without it) does not."""
+    that init wrote, over plain MQTT and over TLS trusting init's CA, and an anonymous
+    client (the same check without it) does not."""
     assert broker["command"][:2] == ["mosquitto", "-c"]
-    config = native_broker_config(broker, volumes, port)
+    config = native_broker_config(broker, volumes, port, tls)
     procs.start("broker", [MOSQUITTO, "-c", str(config)])
-    wait_until(lambda: port_open(port), 10, "mosquitto with broker/docker.conf")
+    wait_until(lambda: port_open(port) and port_open(tls), 10, "mosquitto with docker.conf")
     health = [interpolate(str(p)) for p in broker["healthcheck"]["test"][1:]]
     probe = [health[0], "-p", str(port), *health[1:]]
     config_home = localise(broker["environment"]["XDG_CONFIG_HOME"], mounts(broker, volumes))
     env = {**os.environ, "XDG_CONFIG_HOME": config_home}
     logged_in = subprocess.run(probe, capture_output=True, text=True, env=env, timeout=10)
     assert logged_in.returncode == 0, logged_in.stderr
+    ca = volumes / "broker-data" / "tls" / "ca.crt"
+    secure = [health[0], "-h", "127.0.0.1", "-p", str(tls), "--cafile", str(ca), *health[1:]]
+    over_tls = subprocess.run(secure, capture_output=True, text=True, env=env, timeout=10)
+    assert over_tls.returncode == 0, over_tls.stderr
     # isolated_settings points XDG_CONFIG_HOME at an empty folder: no options file there.
     anonymous = subprocess.run(probe, capture_output=True, text=True, timeout=10)
     assert anonymous.returncode != 0 and "not authorised" in anonymous.stderr
@@ -133,7 +141,7 @@ def test_the_compose_services_run_natively_into_an_authenticated_pipeline(
     volumes = tmp_path / "volumes"
     for volume in doc["volumes"]:  # as the engine makes them: empty, root's
         (volumes / volume).mkdir(parents=True)
-    mqtt, http, metrics = free_port(), free_port(), free_port()
+    mqtt, mqtts, http, metrics = free_port(), free_port(), free_port(), free_port()
     addresses = {
         "mqtt://broker:1883": f"mqtt://127.0.0.1:{mqtt}",
         "0.0.0.0:8080": f"127.0.0.1:{http}",
@@ -147,7 +155,7 @@ def test_the_compose_services_run_natively_into_an_authenticated_pipeline(
     assert (volumes / "broker-data" / "credentials" / "bridge.json").read_text() == first
     assert_handed_out(volumes)
 
-    start_locked_broker(procs, services["broker"], volumes, mqtt)
+    start_locked_broker(procs, services["broker"], volumes, mqtt, mqtts)
     # From here on no login is given: with anonymous clients refused (above) and no IOTPIPE_…
     # variable set (isolated_settings), the services get in with what init handed out.
     board_service = services["virtual-board"]
