@@ -23,7 +23,7 @@ BOARD_NAMES = {"linux": "unix"}
 KEYS = ("device_id", "board", "interval_ms", "sensors", "wdt_ms", "boot_delay_ms", "stop_pin",
         "transport", "wifi_ssid", "wifi_password", "mqtt_host", "mqtt_port", "mqtt_user",
         "mqtt_password", "base_topic", "mqtt_keepalive_s", "deep_sleep", "battery_adc",
-        "buffer_max", "ntp_host")
+        "buffer_max", "ntp_host", "mqtt_ca")
 
 
 def defaults():

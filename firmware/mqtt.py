@@ -1,9 +1,11 @@
-# A plain MQTT 3.1.1 client over a socket, for kilobytes of RAM: the mechanism only.
+# An MQTT 3.1.1 client over a socket, for kilobytes of RAM: the mechanism only.
 # It connects, publishes (QoS 0, or QoS 1 waiting for the matching PUBACK), subscribes,
 # pings and reads what the broker sends, and raises OSError or MQTTException on any
 # failure. Whether and when to reconnect, what to buffer meanwhile: uplink.py decides.
 # Like micropython-lib's umqtt.simple, with one receive buffer allocated once, a timeout
-# on every read and a non-blocking check_msg() built on select.poll.
+# on every read and a non-blocking check_msg() built on select.poll. Given a CA
+# certificate (DER bytes) it speaks TLS and refuses a broker whose certificate that CA did
+# not sign for its host name.
 import select
 import socket
 import time
@@ -52,8 +54,9 @@ def remaining_length(n, out, at=0):
 
 class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None,
-                 keepalive_s=60, timeout_ms=4000, max_packet=768):
+                 keepalive_s=60, timeout_ms=4000, max_packet=768, ca=None):
         self.client_id = _bytes(client_id)
+        self.ca = ca
         self.host = host
         self.port = port
         self.user = _bytes(user)
@@ -127,6 +130,8 @@ class MQTTClient:
         try:
             sock.settimeout(self.timeout_ms / 1000)
             sock.connect(addr)
+            if self.ca:
+                sock = self._tls(sock)
         except BaseException:
             sock.close()
             raise
@@ -138,6 +143,14 @@ class MQTTClient:
         except BaseException:
             self.close()
             raise
+
+    def _tls(self, sock):
+        import ssl  # only then: the TLS state is tens of KB that a plain board never needs
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=self.ca)
+        return ctx.wrap_socket(sock, server_hostname=self.host)
 
     def _handshake(self, clean_session):
         flags = 0x02 if clean_session else 0

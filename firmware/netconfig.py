@@ -2,6 +2,8 @@
 # "mqtt"), loaded only then: a bad value is a problem reported at boot and the default is
 # used, as board.check_config does for the other keys. A board whose MQTT settings cannot
 # work falls back to the serial transport, so it still reports somewhere.
+import sys
+
 TOPIC_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 MAX_BUFFER = 1000
 DEFAULTS = {
@@ -17,6 +19,7 @@ DEFAULTS = {
     "battery_adc": None,
     "buffer_max": 60,  # 28 bytes each with two metrics: 1.7 KB of an ESP8266's ~37 KB
     "ntp_host": None,
+    "mqtt_ca": None,  # a CA certificate file (DER) on the flash: TLS, checked against it
 }
 
 
@@ -42,7 +45,8 @@ def check(config, problems):
         problems.append("%s %r %s" % (key, config[key], why))
         config[key] = DEFAULTS.get(key, "serial")
 
-    for key in ("wifi_ssid", "wifi_password", "mqtt_user", "mqtt_password", "ntp_host"):
+    for key in ("wifi_ssid", "wifi_password", "mqtt_user", "mqtt_password", "ntp_host",
+                "mqtt_ca"):
         if not isinstance(config[key], (str, type(None))):
             bad(key, "must be text")
     if not _whole(config["mqtt_port"], 1, 65535):
@@ -70,4 +74,23 @@ def check(config, problems):
     if config["transport"] == "mqtt" and not isinstance(config["mqtt_host"], str):
         problems.append("transport mqtt needs mqtt_host; using serial")
         config["transport"] = "serial"
+    config["mqtt_ca_der"] = None
+    if config["transport"] == "mqtt" and config["mqtt_ca"] is not None:
+        _load_ca(config, problems)
+
+
+def _load_ca(config, problems):
+    # Never plain MQTT instead: the board's password would cross the network in clear.
+    name = config["mqtt_ca"]
+    if sys.platform == "esp8266":
+        why = "cannot be used: the esp8266 port's TLS does not check certificates"
+    else:
+        try:
+            with open(name, "rb") as f:
+                config["mqtt_ca_der"] = f.read()
+            return
+        except OSError as e:
+            why = "is unreadable (%r)" % (e,)
+    problems.append("mqtt_ca %r %s; using serial" % (name, why))
+    config["transport"] = "serial"
 

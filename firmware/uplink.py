@@ -72,7 +72,7 @@ class Uplink:
                             ("telemetry", "status", "meta", "event", "reply", "cmd")])
         self.client = mqtt.MQTTClient(device, config["mqtt_host"], config["mqtt_port"],
                                       config["mqtt_user"], config["mqtt_password"],
-                                      config["mqtt_keepalive_s"])
+                                      config["mqtt_keepalive_s"], ca=config["mqtt_ca_der"])
         self.client.set_last_will(self.topics["status"], "offline", retain=True, qos=1)
         self.client.set_callback(self._on_message)
         self.requests = []  # raw request payloads, answered by handle_requests()
@@ -98,8 +98,9 @@ class Uplink:
             self.client.subscribe(self.topics["cmd"], 1)
         self.out.meta_due = self.out.meta_due or not present
         self.backoff_ms = MIN_BACKOFF_MS
-        print("iotpipe: connected to %s:%d as %s" % (self.config["mqtt_host"],
-              self.config["mqtt_port"], self.config["device_id"]))
+        print("iotpipe: connected to %s:%d%s as %s" % (self.config["mqtt_host"],
+              self.config["mqtt_port"], " over TLS" if self.client.ca else "",
+              self.config["device_id"]))
 
     def lost(self, e):
         self.client.close()  # abrupt: if the broker still hears us, it sends the will

@@ -12,9 +12,12 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from iotpipe.endpoints import BrokerURL
@@ -117,13 +120,23 @@ def _refused(broker: BrokerURL, reason: ReasonCode) -> LoginFailed:
     return LoginFailed(f"the broker at {broker} refused the connection ({reason})", "see its log")
 
 
-def connect(login: Login, timeout: float = 5.0, client_id: str = "") -> mqtt.Client:
-    """A client logged in to the broker (its network loop not started), or LoginFailed."""
+def connect(
+    login: Login, timeout: float = 5.0, client_id: str = "", session_expiry_s: int = 0
+) -> mqtt.Client:
+    """A client logged in to the broker (its network loop not started), or LoginFailed.
+    With ``session_expiry_s`` the broker keeps its session (subscriptions, QoS 1 messages
+    that arrive meanwhile) across a dropped connection for that long: a fresh session at
+    the first connect, resumed by paho's reconnects; ``client_id`` must then be given."""
     client = login.client(client_id)
     answer: list[ReasonCode] = []
     client.on_connect = lambda c, u, flags, reason, props: answer.append(reason)
+    kept: dict[str, Any] = {}
+    if session_expiry_s:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = session_expiry_s
+        kept = {"clean_start": mqtt.MQTT_CLEAN_START_FIRST_ONLY, "properties": properties}
     try:
-        client.connect(login.broker.host, login.broker.port, keepalive=30)
+        client.connect(login.broker.host, login.broker.port, keepalive=30, **kept)
     except ssl.SSLError as exc:
         raise LoginFailed(
             f"TLS with {login.broker} failed ({exc.reason})", "check --mqtt-ca and the host name"

@@ -167,6 +167,15 @@ def start_broker(
     return Broker(port, data, proc, insecure)
 
 
+def start_tls_broker(procs: Procs, data: Path) -> tuple[Broker, int]:
+    """The locked-down broker with an mqtts:// listener too (its CA in DATA/tls/ca.crt),
+    and that listener's port."""
+    tls = free_port()
+    broker = start_broker(procs, data, extra=("--tls-port", str(tls)))
+    wait_until(lambda: port_open(tls), 10, "the mqtts listener")
+    return broker, tls
+
+
 @pytest.fixture
 def broker(procs: Procs, tmp_path: Path) -> Broker:
     """The explicit insecure mode, for the many tests that are about something other than

@@ -8,16 +8,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from iotpipe.broker import auth
+from iotpipe.broker import auth, tls
 
 from iotpipe.board import deploy, verify
 from iotpipe.cli import build_parser
+from iotpipe.endpoints import parse_broker_url
 from iotpipe.errors import UserError
 from tests.conftest import (
     Broker,
@@ -25,6 +28,7 @@ from tests.conftest import (
     Subscriber,
     free_port,
     start_broker,
+    start_tls_broker,
     start_virtual_board,
     wait_until,
 )
@@ -33,6 +37,8 @@ from tests.test_security import Client
 Done = subprocess.CompletedProcess[str]
 LAN = "mqtt://192.168.1.20:1883"
 PASSWORD = "correct horse battery"
+META = (b'{"device":"garden","boot":"b1","fw":"0.2.0","board":"esp32","sensors":["dht"],'
+        b'"units":{"t":"C"},"interval_ms":5000,"ts":null}')  # fmt: skip
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -74,7 +80,7 @@ class TestTheConfigABoardGets:
             "device_id": "garden", "transport": "mqtt", "wifi_ssid": "home",
             "wifi_password": PASSWORD, "mqtt_host": "192.168.1.20", "mqtt_port": 1883,
             "mqtt_user": "iotpipe-board-garden", "mqtt_password": login.password,
-            "base_topic": "iotpipe",
+            "base_topic": "iotpipe", "mqtt_ca": None,
         }  # fmt: skip
         assert "user iotpipe-board-garden\n" in (broker_data / "acl").read_text()
         assert config_of(*wifi(broker_data, "--wifi-password", ""))["wifi_password"] == ""
@@ -108,7 +114,6 @@ class TestTheConfigABoardGets:
             (("--broker", "mqtt://127.0.0.1:1883"), "cannot reach 127.0.0.1"),
             (("--broker", "mqtt://localhost"), "cannot reach localhost"),
             (("--broker", "mqtt://[::1]:1883"), "cannot reach ::1"),
-            (("--broker", "mqtts://pi.local"), "plain MQTT only"),
             (("--broker", "mqtt://u:p@pi.local:1883"), "logs in with its own user"),
             (("--device-id", ""), "give --device-id"),
             (("--base-topic", "home"), "grants topics under 'iotpipe', not 'home'"),
@@ -126,6 +131,44 @@ class TestTheConfigABoardGets:
         with pytest.raises(UserError, match=said):
             config_of(*argv)
         assert not auth.board_file(broker_data, "garden").exists()
+
+    def test_an_mqtts_broker_gives_the_board_the_ca_it_trusts(self, broker_data: Path) -> None:
+        argv = wifi(broker_data, "--wifi-password", PASSWORD, "--broker", "mqtts://pi.local")
+        config = config_of(*argv)
+        assert (config["mqtt_host"], config["mqtt_port"], config["mqtt_ca"]) == (
+            "pi.local",
+            8883,
+            "ca.der",
+        )
+        with pytest.raises(UserError, match=r"cannot read the CA certificate .*ca\.crt"):
+            deploy.board_ca(parse(*argv), config)  # no --tls-port broker ran here yet
+        made = tls.tls_dir(broker_data)
+        tls.ensure(broker_data, ["pi.local"])
+        assert deploy.board_ca(parse(*argv), config) == made / "ca.crt"
+        given = broker_data.parent / "given.crt"
+        given.write_text((made / "ca.crt").read_text())
+        assert deploy.board_ca(parse(*argv, "--mqtt-ca", str(given)), config) == given
+        staged = deploy.stage_files(broker_data.parent, config, False, given)
+        der = ssl.PEM_cert_to_DER_cert((made / "ca.crt").read_text())
+        assert (broker_data.parent / "ca.der").read_bytes() == der
+        assert broker_data.parent / "ca.der" in staged
+        given.write_text("not a certificate")
+        with pytest.raises(UserError, match="cannot read the CA certificate"):
+            deploy.board_ca(parse(*argv, "--mqtt-ca", str(given)), config)
+
+    def test_a_ca_is_refused_where_the_board_would_not_use_it(self, broker_data: Path) -> None:
+        argv = wifi(broker_data, "--wifi-password", PASSWORD, "--mqtt-ca", "ca.crt")
+        with pytest.raises(UserError, match="--mqtt-ca is for an mqtts:// --broker"):
+            deploy.board_ca(parse(*argv), config_of(*argv))
+        without = ("--transport", "mqtt", "--device-id", "garden", "--wifi-ssid", "home",
+                   "--wifi-password", PASSWORD, "--broker", "mqtts://pi.local",
+                   "--board-login", str(auth.board_file(broker_data, "garden")))  # fmt: skip
+        with pytest.raises(UserError, match="needs the CA that signed its certificate"):
+            deploy.board_ca(parse(*without), config_of(*without))
+        esp8266 = (*wifi(broker_data, "--wifi-password", PASSWORD), "--board", "esp8266",
+                   "--broker", "mqtts://pi.local")  # fmt: skip
+        with pytest.raises(UserError, match="esp8266's TLS cannot check"):
+            deploy.board_ca(parse(*esp8266), config_of(*esp8266))
 
     def test_no_wifi_password_at_all_says_where_to_put_it(self, broker_data: Path) -> None:
         with pytest.raises(UserError, match="IOTPIPE_WIFI_PASSWORD"):
@@ -208,6 +251,23 @@ def test_a_deployed_wifi_board_has_its_keys_and_a_login_that_works(
         dashboard.close()
 
 
+def test_a_board_deployed_for_an_mqtts_broker_comes_online_over_tls(
+    procs: Procs, tmp_path: Path
+) -> None:
+    secure, port = start_tls_broker(procs, tmp_path / "broker")
+    link = virtual_board(procs, tmp_path)
+    url = f"mqtts://localhost:{port}"  # a name the broker's certificate holds
+    done = deploy_wifi(link, url, secure.data, "--interval", "0.5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ca.der (the CA it trusts)" in done.stdout
+    # The board's only way to the broker is the TLS port: its meta came over TLS.
+    assert f"garden is online via the broker at {url}" in done.stdout
+    config = json.loads((tmp_path / "flash" / "config.json").read_text())
+    assert (config["mqtt_port"], config["mqtt_ca"]) == (port, "ca.der")
+    der = ssl.PEM_cert_to_DER_cert((secure.data / "tls" / "ca.crt").read_text())
+    assert (tmp_path / "flash" / "ca.der").read_bytes() == der
+
+
 def test_a_board_the_broker_refuses_is_not_taken_for_online_by_its_old_meta(
     procs: Procs, locked: Broker, tmp_path: Path
 ) -> None:
@@ -266,6 +326,32 @@ def test_without_a_reader_login_or_a_wait_deploy_says_where_to_watch(
     assert "watch for it: iotpipe sub --broker mqtt://192.168.1.20:1883" in out
 
 
+def test_a_meta_published_while_the_watch_reconnects_still_ends_the_wait(locked: Broker) -> None:
+    login = verify.reader_login(locked.data, parse_broker_url(locked.url))
+    assert login is not None
+    watch = verify.Watch(login, "iotpipe", "garden")
+    bridge = Client(locked.port, locked.credentials("bridge"))  # may publish any meta
+    meta = verify.Meta("garden", "0.2.0", "esp32", ["dht"], 5000)
+    try:
+        sock = watch.client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)  # a Wi-Fi hiccup on the deploying machine
+        wait_until(lambda: not watch.client.is_connected(), 10, "the watch's connection lost")
+        published = bridge.client.publish("iotpipe/garden/meta", META, qos=1, retain=True)
+        published.wait_for_publish(10)  # acknowledged while the watch is away
+        assert watch.wait(15) == meta
+    finally:
+        watch.close()
+        bridge.close()
+    # Closed, the watch leaves no session on the broker to queue for it.
+    again = Client(locked.port, locked.credentials("reader"), client_id=watch.client_id,
+                   clean_start=False)  # fmt: skip
+    try:
+        assert again.accepted and not again.session_present
+    finally:
+        again.close()
+
+
 def test_a_serial_board_is_not_watched_on_the_broker() -> None:
     with verify.Check({"device_id": "X"}, Path("unused"), verify.WAIT_S) as check:
         assert not check.mqtt and check.watch is None
@@ -274,9 +360,7 @@ def test_a_serial_board_is_not_watched_on_the_broker() -> None:
 @pytest.mark.parametrize(
     ("payload", "meta"),
     [
-        (b'{"device":"garden","boot":"b1","fw":"0.2.0","board":"esp32","sensors":["dht"],'
-         b'"units":{"t":"C"},"interval_ms":5000,"ts":null}',
-         verify.Meta("garden", "0.2.0", "esp32", ["dht"], 5000)),
+        (META, verify.Meta("garden", "0.2.0", "esp32", ["dht"], 5000)),
         (b"not json", None),
         (b"[]", None),
         (b'{"device":"garden","fw":"0.2.0","board":"esp32","sensors":[1],"interval_ms":5}', None),

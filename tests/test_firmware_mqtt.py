@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from tests.conftest import (
     Subscriber,
     free_port,
     start_broker,
+    start_tls_broker,
     wait_until,
 )
 
@@ -34,7 +36,8 @@ SCRIPTS = ROOT / "tests" / "firmware"
 
 
 def run_micropython(script: str, *args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "MICROPYPATH": f"{firmware_dir()}:{SCRIPTS}"}
+    # .frozen: the modules built into the port (ssl among them), on sys.path by default.
+    env = {**os.environ, "MICROPYPATH": f"{firmware_dir()}:{SCRIPTS}:.frozen"}
     result = subprocess.run(
         [find_micropython(), str(SCRIPTS / script), *args],
         env=env,
@@ -182,6 +185,54 @@ def test_client_connects_with_credentials_and_qos1_gets_its_puback(
         )
     finally:
         sub.close()
+
+
+def _der(pem: Path, out: Path) -> Path:
+    out.write_bytes(ssl.PEM_cert_to_DER_cert(pem.read_text()))
+    return out
+
+
+def test_over_tls_the_client_trusts_the_brokers_ca_and_nothing_else(
+    procs: Procs, tmp_path: Path
+) -> None:
+    broker, tls = start_tls_broker(procs, tmp_path / "broker")
+    user, password = board_login(broker, "fw-login")
+    ca = _der(broker.data / "tls" / "ca.crt", tmp_path / "ca.der")
+    sub = Subscriber(broker.port, "iotpipe/fw-login/#", broker.credentials("reader"))
+    try:
+        out = run_micropython("run_mqtt_client.py", "tls", str(tls), user, password, str(ca))
+        assert "puback" in out
+        wait_until(lambda: sub.on("/telemetry"), 5, "the QoS 1 message over TLS")
+        # The whole firmware as a virtual board on Wi-Fi, given the CA as deploy gives it.
+        sub.messages.clear()
+        procs.iotpipe("board-tls", "board", "virtual", "--transport", "mqtt",
+                      "--broker", f"mqtts://localhost:{tls}",
+                      "--mqtt-ca", str(broker.data / "tls" / "ca.crt"),
+                      "--device-id", "fw-login", "--mqtt-user", user,
+                      "--mqtt-password", password, "--rate", "10")  # fmt: skip
+        wait_until(lambda: len(telemetry(sub)) >= 3, 20, "the virtual board's readings")
+    finally:
+        sub.close()
+    unsure = subprocess.run(
+        [sys.executable, "-m", "iotpipe", "board", "virtual", "--transport", "mqtt",
+         "--broker", f"mqtts://localhost:{tls}"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert unsure.returncode == 1 and "needs --mqtt-ca FILE" in unsure.stderr, unsure.stderr
+    # A broker whose certificate another CA signed (here: the client trusts that other CA
+    # instead) is refused before the password is sent.
+    other = tmp_path / "other"
+    done = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+         str(other.with_suffix(".key")), "-out", str(other.with_suffix(".crt")),
+         "-subj", "/CN=someone else", "-days", "1"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stranger = _der(other.with_suffix(".crt"), tmp_path / "other.der")
+    out = run_micropython("run_mqtt_client.py", "tls", str(tls), user, password, str(stranger))
+    assert "refused:" in out and "not correctly signed by the trusted CA" in out, out
+    assert "puback" not in out
 
 
 def test_will_says_offline_when_the_board_drops_off(procs: Procs, tmp_path: Path) -> None:

@@ -40,23 +40,41 @@ def locked(procs: Procs, tmp_path: Path) -> Broker:
 class Client:
     """A paho client that records the broker's answers: CONNACK, SUBACK, PUBACK."""
 
-    def __init__(self, port: int, login: tuple[str, str] | None) -> None:
+    def __init__(
+        self,
+        port: int,
+        login: tuple[str, str] | None,
+        client_id: str = "",
+        clean_start: bool = True,
+    ) -> None:
         self.connack: list[ReasonCode] = []
+        self.session_present = False
         self.suback: list[ReasonCode] = []
         self.puback: list[ReasonCode] = []
         self.messages: list[mqtt.MQTTMessage] = []
         self.lock = threading.Lock()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id, protocol=mqtt.MQTTv5)
         if login is not None:
             client.username_pw_set(*login)
-        client.on_connect = lambda c, u, f, reason, p: self.connack.append(reason)
+        client.on_connect = self._on_connect
         client.on_subscribe = lambda c, u, mid, codes, p: self.suback.extend(codes)
         client.on_publish = lambda c, u, mid, reason, p: self.puback.append(reason)
         client.on_message = lambda c, u, m: self.messages.append(m)
-        client.connect("127.0.0.1", port)
+        client.connect("127.0.0.1", port, clean_start=clean_start)
         client.loop_start()
         self.client = client
         wait_until(lambda: self.connack, 10, "CONNACK")
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: object,
+    ) -> None:
+        self.session_present = flags.session_present
+        self.connack.append(reason)
 
     @property
     def accepted(self) -> bool:

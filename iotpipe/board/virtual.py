@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from iotpipe.board.emulator import Emulator
+from iotpipe.board.wifi import CA_FILE, ca_der
 from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
@@ -95,8 +96,8 @@ def prepare_filesystem(
 def mqtt_config(args: argparse.Namespace) -> dict[str, Any]:
     """The config.json keys of a board on Wi-Fi, from the flags."""
     broker: BrokerURL = args.broker
-    if broker.tls:
-        raise UserError("the firmware speaks plain MQTT — give an mqtt:// --broker")
+    if broker.tls and args.mqtt_ca is None:
+        raise UserError("an mqtts:// --broker needs --mqtt-ca FILE: the CA the board trusts")
     return {
         "transport": "mqtt",
         "mqtt_host": broker.host,
@@ -106,6 +107,7 @@ def mqtt_config(args: argparse.Namespace) -> dict[str, Any]:
         "base_topic": args.base_topic,
         "deep_sleep": args.deep_sleep,
         "buffer_max": args.buffer_max,
+        "mqtt_ca": CA_FILE if broker.tls else None,
     }
 
 
@@ -244,7 +246,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="serial: behind a pty at --link (default); mqtt: publishes to --broker itself, "
         "as a board on Wi-Fi does",
     )
-    add_settings(parser, "broker", "base-topic", "mqtt-user", "mqtt-password")
+    add_settings(parser, "broker", "base-topic", "mqtt-user", "mqtt-password", "mqtt-ca")
     parser.add_argument(
         "--deep-sleep",
         action="store_true",
@@ -286,6 +288,8 @@ def run_mqtt(args: argparse.Namespace, binary: str, device_id: str, interval_ms:
     with tempfile.TemporaryDirectory(prefix="iotpipe-board-") as tmp:
         root = args.fs or Path(tmp)
         prepare_filesystem(root, device_id, interval_ms, mqtt_config(args))
+        if args.broker.tls:
+            (root / CA_FILE).write_bytes(ca_der(args.mqtt_ca))
         log.info("virtual board %s publishing to %s itself", device_id, args.broker)
         try:
             power(binary, root)

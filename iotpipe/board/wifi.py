@@ -8,7 +8,9 @@ report it by never showing up on the broker. The keys are the firmware's contrac
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from iotpipe.broker.auth import Credentials
@@ -16,6 +18,7 @@ from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
 
 MAX_SSID_BYTES = 32  # IEEE 802.11
+CA_FILE = "ca.der"  # on the board's flash: what its TLS client trusts (firmware/netconfig.py)
 WPA_PASSPHRASE_CHARS = (8, 63)  # printable ASCII, IEEE 802.11i
 
 
@@ -70,13 +73,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_broker(broker: BrokerURL, allow_loopback: bool) -> BrokerURL:
-    """An address the board can reach itself, in plain MQTT, with no login in it."""
-    if broker.tls:
-        raise UserError(
-            f"the board's MQTT client speaks plain MQTT only, not {broker.scheme}:// — give "
-            "--broker mqtt://HOST:1883 and keep the board on a Wi-Fi network of its own "
-            "(docs/security.md)"
-        )
+    """An address the board can reach itself, with no login in it."""
     if broker.username:
         raise UserError(
             "the board logs in with its own user: leave user:password out of --broker and "
@@ -101,4 +98,16 @@ def mqtt_keys(wifi: Wifi, broker: BrokerURL, login: Credentials, base: str) -> d
         "mqtt_user": login.user,
         "mqtt_password": login.password,
         "base_topic": base,
+        "mqtt_ca": CA_FILE if broker.tls else None,
     }
+
+
+def ca_der(pem: Path) -> bytes:
+    """The CA certificate a board's TLS client trusts, as the DER bytes it loads."""
+    try:
+        return ssl.PEM_cert_to_DER_cert(pem.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(
+            f"cannot read the CA certificate {pem} ({exc}) — give the broker's "
+            "DATA/tls/ca.crt, which `iotpipe broker --tls-port` makes"
+        ) from None

@@ -2,6 +2,7 @@
 # client and uplink against a broker on 127.0.0.1, as the test asks:
 #   bytes PORT               a fixed sequence of packets, for the test to compare byte by byte
 #   login PORT USER PASSWORD connect with credentials and publish QoS 1
+#   tls PORT USER PASSWORD CA  the same over TLS, trusting the CA certificate file (DER)
 #   abrupt PORT              connect with a will, then end without DISCONNECT
 #   clock PORT               readings taken before the clock is set, published after
 import sys
@@ -25,11 +26,12 @@ def bytes_sequence():
     c.disconnect()
 
 
-def login(user, password):
-    c = mqtt.MQTTClient("fw-login", "127.0.0.1", port, user, password)
+def login(user, password, ca=None):
+    c = mqtt.MQTTClient("fw-login", "localhost" if ca else "127.0.0.1", port, user, password,
+                        ca=ca)
     try:
         c.connect()
-    except mqtt.MQTTException as e:
+    except (mqtt.MQTTException, OSError, ValueError) as e:
         print("refused:", e)
         return
     c.publish("iotpipe/fw-login/telemetry", "hello", qos=1)  # returns once PUBACK came
@@ -71,6 +73,9 @@ if mode == "bytes":
     bytes_sequence()
 elif mode == "login":
     login(sys.argv[3], sys.argv[4])
+elif mode == "tls":
+    with open(sys.argv[5], "rb") as f:
+        login(sys.argv[3], sys.argv[4], f.read())
 elif mode == "abrupt":
     abrupt()
 elif mode == "clock":
