@@ -121,5 +121,9 @@ class Supervisor:
 
 
 def iotpipe_argv(*args: str) -> list[str]:
-    """Run a sub-command with this same interpreter, whatever PATH says."""
-    return [sys.executable, "-m", "iotpipe", *args]
+    """Run a sub-command with this same interpreter, whatever PATH says.
+
+    ``-P``: without it ``python -m`` puts the working directory first on ``sys.path``, so
+    inside a clone its bare ``iotpipe/`` folder (which lacks ``iotpipe.dashboard`` and the
+    rest, mapped in only by the install) would shadow the installed package."""
+    return [sys.executable, "-P", "-m", "iotpipe", *args]
