@@ -5,7 +5,7 @@
 ARG PYTHON=3.11
 FROM python:${PYTHON}-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY iotpipe iotpipe
 COPY bridge bridge
 COPY broker broker

@@ -8,10 +8,22 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 RUN_PACKAGES=(mosquitto mosquitto-clients)
-# chromium: the browser tests; postgresql: the dashboard store tests run on it too.
-TEST_PACKAGES=(chromium postgresql)
+# chromium: the browser tests; postgresql: the dashboard store tests run on it too;
+# prometheus: its promtool checks both /metrics endpoints (tests/test_metrics*.py).
+TEST_PACKAGES=(chromium postgresql prometheus)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Runs a command with its output kept aside, shown only if it fails: pip and apt print
+# screens of notices that say nothing when all goes well.
+quietly() {
+    local log status=0
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 || status=$?
+    [ "$status" -eq 0 ] || { cat "$log" >&2; echo "failed ($status): $*" >&2; }
+    rm -f "$log"
+    return "$status"
+}
 
 missing_packages() {
     local p
@@ -28,9 +40,9 @@ install_system_packages() {
     [ -z "$missing" ] && return 0
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     say "installing system packages: $missing"
-    $sudo apt-get update -qq
+    quietly $sudo apt-get update -qq
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
+    quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 }
 
 install_python_packages() {
@@ -41,8 +53,8 @@ install_python_packages() {
     # Reinstall only when the dependencies changed (pyproject.toml is the one list).
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         say "installing iotpipe[$extras] into $VENV"
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+        quietly "$VENV/bin/python" -m pip install -q --upgrade pip
+        quietly "$VENV/bin/python" -m pip install -q -e ".[$extras]"
         touch "$stamp"
     fi
 }
