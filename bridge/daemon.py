@@ -22,7 +22,7 @@ from pathlib import Path
 from iotpipe.bridge import discovery
 from iotpipe.bridge.device import Device
 from iotpipe.bridge.events import changed
-from iotpipe.bridge.metrics import MetricsServer
+from iotpipe.bridge.metrics import MetricsServer, bridge_registry
 from iotpipe.bridge.outbox import DRAIN_TICK_S, Outbox
 from iotpipe.bridge.portio import PortLost
 from iotpipe.bridge.publisher import MqttOptions, Publisher
@@ -35,6 +35,7 @@ from paho.mqtt.client import MQTTMessage
 from iotpipe import topics
 from iotpipe.counters import Counters
 from iotpipe.endpoints import HostPort
+from iotpipe.exposition import Gauge
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,11 @@ class Bridge:
             config.ha_prefix,
             self.bridge_status,
         )
-        self.metrics = MetricsServer(config.metrics, self._metrics) if config.metrics else None
+        self.metrics = (
+            MetricsServer(config.metrics, bridge_registry(self.counters, self._gauges()))
+            if config.metrics
+            else None
+        )
 
     # --- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -245,10 +250,17 @@ class Bridge:
         self.device.act(actions)
         self.device.check_quiet()
 
-    def _metrics(self) -> str:
-        text = self.counters.prometheus()
-        if self.spool is not None:
-            text += f"iotpipe_bridge_spool_rows {self.spool.rows}\n"
-            text += f"iotpipe_bridge_spool_bytes {self.spool.size}\n"
-        online = int(self.device.publisher is not None and self.device.publisher.connected.is_set())
-        return text + f"iotpipe_bridge_mqtt_connected {online}\n"
+    def _gauges(self) -> dict[str, Gauge]:
+        gauges = {
+            "mqtt_connected": Gauge("Whether publishing to the broker works (1 or 0)", self._online)
+        }
+        spool = self.spool
+        if spool is not None:
+            gauges["spool_rows"] = Gauge(
+                "Readings in the spool not yet acknowledged", lambda: spool.rows
+            )
+            gauges["spool_bytes"] = Gauge("Size of the spool file on disk", lambda: spool.size)
+        return gauges
+
+    def _online(self) -> float:
+        return float(self.device.publisher is not None and self.device.publisher.connected.is_set())

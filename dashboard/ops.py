@@ -7,6 +7,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify
 from iotpipe.dashboard.api import services
+from iotpipe.dashboard.metrics import dashboard_registry
+
+from iotpipe.exposition import CONTENT_TYPE, render
 
 bp = Blueprint("ops", __name__)
 OPENAPI = Path(__file__).parent / "static" / "openapi.json"
@@ -22,13 +25,8 @@ def healthz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    s = services()
-    lines = [s.counters.prometheus().rstrip("\n")]
-    for name, value in sorted(s.gauges().items()):
-        lines.append(f"{s.counters.prefix}_{name} {value:g}")
-    lines.append(f"{s.counters.prefix}_sse_clients {s.hub.clients}")
-    lines.append(f"{s.counters.prefix}_mqtt_connected {int(s.mqtt_connected())}")
-    return Response("\n".join(line for line in lines if line) + "\n", mimetype="text/plain")
+    """Prometheus text format, by prometheus_client (dashboard/metrics.py)."""
+    return Response(render(dashboard_registry(services())), content_type=CONTENT_TYPE)
 
 
 @bp.get("/api/openapi.json")

@@ -1,4 +1,4 @@
-"""Named counters shared by a daemon's threads, printable in Prometheus' text format."""
+"""Named counters shared by a daemon's threads; ``iotpipe.exposition`` renders them."""
 
 from __future__ import annotations
 
@@ -28,11 +28,7 @@ class Counters:
         with self._lock:
             return {f"{n}{{{r}}}" if r else n: v for (n, r), v in sorted(self._values.items())}
 
-    def prometheus(self) -> str:
+    def values(self) -> dict[tuple[str, str], int]:
+        """Every (name, reason) counted so far, a copy taken under the lock."""
         with self._lock:
-            items = sorted(self._values.items())
-        lines = []
-        for (name, reason), value in items:
-            label = f'{{reason="{reason}"}}' if reason else ""
-            lines.append(f"{self.prefix}_{name}_total{label} {value}")
-        return "\n".join(lines) + "\n"
+            return dict(self._values)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import threading
 import time
@@ -212,7 +213,9 @@ def test_random_bytes_between_valid_lines_never_stop_a_valid_one(
 def _spool_rows(port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
-    return int(text.split("iotpipe_bridge_spool_rows ")[1].split()[0])
+    found = re.search(r"^iotpipe_bridge_spool_rows (\S+)$", text, flags=re.M)  # not # HELP
+    assert found, text
+    return int(float(found[1]))
 
 
 def test_a_long_outage_is_drained_in_order_at_the_configured_rate(

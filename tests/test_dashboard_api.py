@@ -197,7 +197,7 @@ def test_two_dashboards_share_ingest_and_one_postgresql_store(
 def _counter(dash: support.RunningDashboard, name: str) -> int:
     for line in dash.get("/metrics")[1].splitlines():
         if line.startswith(name + " "):
-            return int(line.split()[1])
+            return int(float(line.split()[1]))  # prometheus_client writes 40.0
     return 0
 
 
