@@ -33,13 +33,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# A test's limit is what an idle machine needs; a loaded one (2 cores, 8 suites, CPU
+# burners) gets at least 3 times that and 30 s: a wait polls, so only a failure pays.
+WAIT_SCALE = 3.0
+WAIT_MIN_S = 30.0
+
+
 def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+    limit = max(timeout * WAIT_SCALE, WAIT_MIN_S)
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {limit:.0f}s waiting for {what}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -278,7 +279,9 @@ def test_board_publishes_like_the_bridge_and_answers_requests(procs: Procs, tmp_
         meta = late.messages[0]
         assert meta.retain and parse_meta("wifi-a", meta.payload).meta["interval_ms"] == 100
         readings = telemetry(sub)
-        assert readings[0].device == "wifi-a" and abs(readings[-1].ts - time.time()) < 2
+        # Wall-clock time from the board (not seconds since its boot); a loaded machine may
+        # take a while to pass it on, hence the wide margin.
+        assert readings[0].device == "wifi-a" and abs(readings[-1].ts - time.time()) < 60
         seqs = [r.seq for r in readings]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
@@ -298,8 +301,10 @@ def test_board_publishes_like_the_bridge_and_answers_requests(procs: Procs, tmp_
         read_seq = got["r1"]["result"]["seq"]
         wait_until(lambda: read_seq in [r.seq for r in telemetry(sub)], 5, "the read reading")
         count = len(sub.on("/telemetry"))
-        time.sleep(0.5)
-        assert len(sub.on("/telemetry")) - count >= 6, "the board carried on, now at 20 Hz"
+        wait_until(lambda: len(sub.on("/telemetry")) - count >= 6, 10, "the board carrying on")
+        # At 20 Hz now, by the board's own clock (wall-clock counts would measure the load).
+        later = [r.uptime_ms for r in telemetry(sub) if r.seq > read_seq]
+        assert min(b - a for a, b in itertools.pairwise(later)) < 100, later
     finally:
         sub.close()
 
@@ -332,8 +337,10 @@ def test_readings_buffered_during_a_broker_restart_are_delivered(
 def test_a_full_buffer_drops_the_oldest_and_says_so(procs: Procs, tmp_path: Path) -> None:
     port = free_port()
     nobody = Broker(port, tmp_path, procs.start("idle", ["sleep", "60"]), insecure=True)
-    start_wifi_board(procs, nobody, "wifi-o", "--buffer-max", "5", rate=20.0)
-    time.sleep(2.0)  # ~40 readings, no broker
+    board = start_wifi_board(procs, nobody, "wifi-o", "--buffer-max", "5", rate=20.0)
+    # Three failed connects: 1 s + 2 s of backoff by the board's clock, ~60 readings at
+    # 20 Hz however slowly this machine runs it.
+    wait_until(lambda: board.output().count("broker unreachable") >= 3, 20, "3 failed connects")
     broker = start_broker(procs, tmp_path / "broker", port=port, insecure=True)
     sub = Subscriber(broker.port, "iotpipe/wifi-o/#")
     try:
@@ -380,8 +387,12 @@ def test_battery_board_keeps_readings_across_sleeps_while_the_broker_is_away(
 ) -> None:
     port = free_port()
     nobody = Broker(port, tmp_path, procs.start("idle", ["sleep", "60"]), insecure=True)
-    start_wifi_board(procs, nobody, "bat-2", "--deep-sleep", rate=5.0)
-    time.sleep(2.5)
+    board = start_wifi_board(procs, nobody, "bat-2", "--deep-sleep", rate=5.0)
+
+    def waiting() -> int:
+        return max(map(int, re.findall(r"(\d+) readings waiting", board.output())), default=0)
+
+    wait_until(lambda: waiting() >= 8, 15, "8 readings kept while the broker is away")
     broker = start_broker(procs, tmp_path / "broker", port=port, insecure=True)
     sub = Subscriber(broker.port, "iotpipe/bat-2/telemetry")
     try:
