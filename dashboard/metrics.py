@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from iotpipe.exposition import CountersCollector, Declared, Gauge, GaugesCollector, registry
 
 COUNTERS: Mapping[str, Declared] = {
-    "received": Declared("Telemetry messages received from the broker"),
+    "received": Declared("Valid readings received from the broker"),
     "stored": Declared("Readings written to the history store"),
     "duplicates": Declared("Readings received again (same device, boot and seq), not stored"),
     "batches": Declared("Write transactions of the history store"),
@@ -57,7 +57,7 @@ class DevicesCollector:
         )
         online = GaugeMetricFamily(
             "iotpipe_device_online",
-            "Whether the device's bridge says it is online (1) or offline (0)",
+            "Whether the device is online (1) or offline (0), as its status topic says",
             labels=["device"],
         )
         for row in self.services.store.devices():

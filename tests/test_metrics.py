@@ -229,3 +229,30 @@ def test_the_dashboard_endpoint_passes_promtool_and_exports_each_devices_latest_
     assert value(after, "iotpipe_device_online", device="dev-p") == 1
     assert value(after, "iotpipe_dashboard_received_total") == 3
     assert value(after, "iotpipe_dashboard_rejected_total", reason="not_json") == 1
+
+
+def test_docs_list_every_counter_with_its_help_text() -> None:
+    doc = (ROOT / "docs" / "monitoring.md").read_text()
+    for prefix, declared in (
+        ("iotpipe_bridge", BRIDGE_COUNTERS),
+        ("iotpipe_dashboard", DASHBOARD_COUNTERS),
+    ):
+        for name, what in declared.items():
+            assert f"| `{prefix}_{name}_total` | {what.help} |" in doc, name
+    for family in ("iotpipe_device_reading", "iotpipe_build_info", "scrape_configs:"):
+        assert family in doc, family
+    assert "docs/monitoring.md" in (ROOT / "README.md").read_text()
+
+
+@needs_promtool
+def test_the_docs_scrape_config_and_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    assert PROMTOOL is not None
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "monitoring.md").read_text(), re.S)
+    (config,) = [b for b in blocks if "scrape_configs:" in b]
+    (rules,) = [b for b in blocks if "groups:" in b]
+    (tmp_path / "prometheus.yml").write_text(config)
+    (tmp_path / "rules.yml").write_text(rules)
+    for what, name in (("config", "prometheus.yml"), ("rules", "rules.yml")):
+        argv = [PROMTOOL, "check", what, name]
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
