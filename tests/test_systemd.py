@@ -5,14 +5,18 @@ docs/deploy.md's install steps put there."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Procs, free_port, port_open, start_broker, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
@@ -142,3 +146,32 @@ def test_every_documentation_address_resolves_once_installed_as_deploy_md_says(
             installed = prefix / address.removeprefix("file:///usr/share/doc/iotpipe/")
             assert installed.is_file(), f"{unit.name}: {address} is not installed"
             assert installed.read_text().startswith("# "), installed
+
+
+def test_the_dashboard_unit_counts_as_started_only_once_subscribed(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """iotpipe-ready, the dashboard unit's ExecStartPost: it waits while the dashboard
+    serves HTTP but has no broker, and returns 0 once the dashboard is on it."""
+    (dashboard_unit,) = [u for u in UNITS if u.name == "iotpipe-dashboard.service"]
+    assert keys(dashboard_unit)["ExecStartPost"] == ["/usr/local/bin/iotpipe-ready"]
+    mqtt, http = free_port(), free_port()
+    env = {"IOTPIPE_HTTP": f"127.0.0.1:{http}"}
+    ready = procs.start("ready", [sys.executable, "-P", "-m", "iotpipe.ready"], env)
+    procs.iotpipe("dashboard", "dashboard", "--broker", f"mqtt://127.0.0.1:{mqtt}",
+                  "--http", f"127.0.0.1:{http}", "--data", str(tmp_path / "dash"))  # fmt: skip
+    wait_until(lambda: port_open(http), 30, "the dashboard's HTTP")
+    time.sleep(1.0)  # several polls of /healthz: serving, but not on a broker
+    assert ready.popen.poll() is None, ready.output()
+    start_broker(procs, tmp_path / "broker", mqtt, insecure=True)
+    wait_until(lambda: ready.popen.poll() is not None, 60, "iotpipe-ready to return")
+    assert ready.popen.returncode == 0, ready.output()
+
+
+def test_iotpipe_ready_gives_up_with_a_reason(tmp_path: Path) -> None:
+    env = {**os.environ, "IOTPIPE_HTTP": f"127.0.0.1:{free_port()}"}
+    argv = [sys.executable, "-P", "-m", "iotpipe.ready", "--timeout", "0.5"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stdout.startswith("iotpipe-ready: after 0.5 s, the dashboard at http://127.0.0.1:")
+    assert "does not answer" in done.stdout
