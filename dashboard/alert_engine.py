@@ -78,7 +78,7 @@ class Engine:
         s = self.state(rule, device, metric)
         s.state, s.since, s.value = "firing", since, value
         s.reminders, s.acked = 0, False
-        s.muted = rule.quiet_s > 0 and now - s.resolved_at < rule.quiet_s
+        s.muted = s.resolved_at > 0 and now - s.resolved_at < rule.quiet_s
         notify = not s.muted and now >= s.silenced_until
         if notify:
             s.last_notice = now

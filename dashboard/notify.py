@@ -44,7 +44,8 @@ def send_now(url: str, title: str, body: str) -> bool:
     a = apprise.Apprise()
     if not a.add(url):
         return False
-    return bool(a.notify(body=body, title=title))
+    # Plain text in: the lines stay lines (an HTML email would join them into one).
+    return bool(a.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT))
 
 
 @dataclass(order=True)
