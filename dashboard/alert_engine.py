@@ -193,9 +193,9 @@ class Engine:
     # -- time passing -------------------------------------------------------------------
     def tick(self, now: float) -> list[Change]:
         changes: list[Change] = []
-        for rule in self.rules.rules:
-            if rule.kind == "quiet":
-                changes += self._quiet(rule, now)
+        for quiet in self.rules.rules:
+            if quiet.kind == "quiet":
+                changes += self._quiet(quiet, now)
         for key, s in self.states.items():
             rule_name, device, metric = key.split("\x1f")
             rule = self._named(rule_name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from iotpipe.dashboard.alert_store import AlertStore
-from iotpipe.dashboard.sqlite_store import SQLiteStore
+from iotpipe.dashboard.sqlite_store import SCHEMA, SQLiteStore
 from iotpipe.dashboard.store import open_store
 
 from tests import test_dashboard_support as support
@@ -229,3 +230,26 @@ def test_alert_history_and_state_in_postgresql(postgres: support.Postgres) -> No
     finally:
         alerts.close()
         store.close()
+
+
+def test_a_store_that_cannot_write_fires_and_resolves_when_it_writes_again(
+    procs: Procs, broker: Broker, publisher: Publisher, receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    rules = rules_file(
+        tmp_path / "alerts.toml", receiver, '[[rule]]\nname = "store"\nkind = "store"\n'
+    )
+    dash = start_dashboard(procs, broker, tmp_path / "dash", "--alerts", str(rules))
+    send(publisher, "dev-a", [20])
+    wait_until(lambda: dash.get("/api/devices")[1], WAIT, "a first reading stored")
+    # Damage the real store from outside, as a broken disk or a bad migration would.
+    with sqlite3.connect(tmp_path / "dash" / "history.sqlite3", timeout=30) as conn:
+        conn.execute("DROP TABLE samples")
+    send(publisher, "dev-a", [21], first_seq=1)
+    wait_until(lambda: receiver.got, WAIT, "store alert")
+    assert titles(receiver) == ["[FIRING] store"]
+    assert "no such table: samples" in messages(receiver)[0]["message"]
+    with sqlite3.connect(tmp_path / "dash" / "history.sqlite3", timeout=30) as conn:
+        conn.executescript(SCHEMA)
+    send(publisher, "dev-a", [22], first_seq=2)
+    wait_until(lambda: len(receiver.got) == 2, WAIT, "store alert resolved")
+    assert titles(receiver)[1] == "[RESOLVED] store"
