@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import apprise
 from iotpipe.dashboard.alert_rules import Destination
@@ -32,11 +33,13 @@ SEND_TIMEOUT_S = 15
 
 
 def masked(url: str) -> str:
-    """The URL with its secrets replaced by Apprise's own privacy form, or by ``***``."""
+    """The URL in Apprise's privacy form (passwords and tokens shortened) and without its
+    path and query, which for ntfy, webhooks and chat services are secrets too."""
     a = apprise.Apprise()
-    if a.add(url):
-        return str(a.urls(privacy=True)[0]).split("?")[0]
-    return url.split("://")[0] + "://***"
+    if not a.add(url):
+        return url.split("://")[0] + "://***"
+    parts = urlsplit(str(a.urls(privacy=True)[0]))
+    return f"{parts.scheme}://{parts.netloc}" + ("/…" if parts.path.strip("/") else "")
 
 
 def send_now(url: str, title: str, body: str) -> bool:

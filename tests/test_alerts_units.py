@@ -167,6 +167,7 @@ def test_secrets_come_from_the_environment_or_a_private_file(
     assert rules.destinations["hook"].url == "json://user:hunter2@127.0.0.1:9/"
     assert "hunter2" not in masked(rules.destinations["hook"].url)
     assert "tk_s3cret" not in masked(rules.destinations["ntfy"].url)
+    assert masked("ntfys://ntfy.example/greenhouse-7f3k9q") == "ntfys://ntfy.example/…"
     monkeypatch.delenv("NTFY_TOKEN")
     with pytest.raises(UserError, match="NTFY_TOKEN is not set"):
         parse_rules(text, "a.toml", tmp_path)
