@@ -171,8 +171,8 @@ def _rule(raw: Any, where: str, default_to: tuple[str, ...], known: set[str]) ->
     if not isinstance(repeat_max, int) or not 0 <= repeat_max <= MAX_REMINDERS:
         raise UserError(f"{where}: 'repeat_max' must be a whole number from 0 to {MAX_REMINDERS}")
     name = raw.get("name", f"{kind} {metric}".strip())
-    if not isinstance(name, str) or not name.strip():
-        raise UserError(f"{where}: 'name' must be text")
+    if not isinstance(name, str) or not name.strip() or any(ord(c) < 32 for c in name):
+        raise UserError(f"{where}: 'name' must be text on one line")
     return Rule(
         name=name.strip()[:80], kind=kind, device=device, metric=str(metric),
         above=above, below=below, hysteresis=_number(raw, "hysteresis", where, True) or 0.0,

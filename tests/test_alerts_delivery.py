@@ -4,6 +4,7 @@ json:// and ntfy:// to a small HTTP server; a failing one retried, counted, give
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from iotpipe.dashboard.alert_rules import Destination
@@ -12,6 +13,7 @@ from iotpipe.dashboard.notify import Notifier
 from iotpipe.counters import Counters
 from tests.alerts_support import HttpReceiver, SmtpReceiver
 from tests.conftest import free_port, wait_until
+from tests.test_cli import iotpipe
 
 TITLE = "[FIRING] greenhouse too hot — dev-a"
 BODY = "greenhouse too hot: dev-a temperature 36.5 °C (> 35)\nvalue: 36.5 °C"
@@ -101,3 +103,28 @@ def test_a_destination_down_for_longer_than_the_retry_time_is_given_up_and_count
         assert counters.get("alert_failed", "retrying") >= 1
     finally:
         n.stop()
+
+
+def test_iotpipe_alerts_test_sends_to_the_rules_destinations(
+    http: HttpReceiver, tmp_path: Path
+) -> None:
+    down = free_port()
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(
+        f'[destinations]\nhook = "json://user:pw@127.0.0.1:{http.port}/in"\n'
+        f'gone = "json://127.0.0.1:{down}/"\n'
+        '[[rule]]\nname = "too hot"\nmetric = "temperature"\nabove = 35\nto = "hook"\n'
+        '[[rule]]\nname = "nowhere"\nmetric = "temperature"\nbelow = 0\nto = "gone"\n'
+    )
+    ok = iotpipe("alerts", "test", "too hot", "--alerts", str(rules))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"sent: hook (json://user:****@127.0.0.1:{http.port}/…)"
+    (request,) = http.got
+    assert request.json()["title"] == "[TEST] too hot"
+    assert "A test of the alert rule 'too hot' (threshold, > 35)" in request.json()["message"]
+    failed = iotpipe("alerts", "test", "nowhere", "--alerts", str(rules))
+    assert failed.returncode == 1 and "FAILED: gone" in failed.stdout
+    assert "iotpipe: could not notify gone" in failed.stderr and "Traceback" not in failed.stderr
+    unknown = iotpipe("alerts", "test", "nope", "--alerts", str(rules))
+    assert unknown.returncode == 1
+    assert "no alert rule named 'nope' (rules: too hot, nowhere)" in unknown.stderr
