@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from iotpipe.dashboard import series
-from iotpipe.dashboard.params import NotFound, device_id, metric_name, parse_range
+from iotpipe.dashboard.params import BadRequest, NotFound, device_id, metric_name, parse_range
 from iotpipe.dashboard.services import Services
 from iotpipe.dashboard.store import DeviceRow
 
@@ -154,6 +154,65 @@ def command(device: str) -> Response | tuple[Response, int]:
 
 @bp.get("/api/alerts")
 def alerts() -> Response:
-    """The latest alert crossings, newest first (the page shows them on load)."""
+    """Alert history, newest first, a page at a time: ``?before=ID`` from the last id of the
+    previous page; or ``?after=ID`` for what came since, oldest first."""
     s = services()
-    return jsonify(s.alerts.recent() if s.alerts else [])
+    limit = _whole(request.args, "limit", 100)
+    if s.alerts is None:
+        return jsonify([])
+    if "after" in request.args:
+        return jsonify(s.alerts.since(_whole(request.args, "after", 0), limit))
+    before = _whole(request.args, "before", 0) if "before" in request.args else None
+    return jsonify(s.alerts.history(before, limit))
+
+
+@bp.get("/api/alerts/firing")
+def alerts_firing() -> Response:
+    """What fires now, the destinations' health and whether the rules file was refused."""
+    s = services()
+    if s.alerts is None:
+        return jsonify({"firing": [], "destinations": [], "rules": 0, "rules_error": None})
+    return jsonify(s.alerts.overview())
+
+
+@bp.post("/api/alerts/ack")
+def alerts_ack() -> Response | tuple[Response, int]:
+    """No more reminders for a firing alert (``{"key": …}`` from /api/alerts/firing)."""
+    key = _alert_key(request.get_json(silent=True))
+    s = services()
+    if s.alerts is None or not s.alerts.acknowledge(key):
+        raise NotFound("no alert fires under that key")
+    return jsonify({"key": key, "acked": True})
+
+
+@bp.post("/api/alerts/silence")
+def alerts_silence() -> Response | tuple[Response, int]:
+    """No notifications of a firing alert for a time: ``{"key": …, "for": "1h"}``."""
+    from iotpipe.dashboard.durations import parse_duration
+
+    body = request.get_json(silent=True)
+    key = _alert_key(body)
+    try:
+        seconds = parse_duration(str(body.get("for", "1h")))  # type: ignore[union-attr]
+    except ValueError as exc:
+        raise BadRequest(f"'for': {exc}") from None
+    s = services()
+    if s.alerts is None or not s.alerts.silence(key, seconds):
+        raise NotFound("no alert fires under that key")
+    return jsonify({"key": key, "silenced_for": seconds})
+
+
+def _alert_key(body: object) -> str:
+    key = body.get("key") if isinstance(body, dict) else None
+    if not isinstance(key, str) or not 0 < len(key) <= 300:
+        raise BadRequest("send a JSON object with the alert's 'key'")
+    return key
+
+
+def _whole(args: Mapping[str, str], name: str, default: int) -> int:
+    text = args.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 18:
+        raise BadRequest(f"{name!r} must be a whole number")
+    return int(text)

@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "retention",
         "share-group",
         "alerts",
+        "public-url",
+        "alert-retry",
         "http-threads",
         "command-timeout",
         "mqtt-user",

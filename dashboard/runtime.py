@@ -9,23 +9,28 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import signal
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from iotpipe.dashboard.alerts import Alerts, load_rules
+from iotpipe.dashboard.alert_store import AlertStore
+from iotpipe.dashboard.alerts import Alerts
 from iotpipe.dashboard.app import create_app
 from iotpipe.dashboard.auth import load_token
 from iotpipe.dashboard.commands import Commander
 from iotpipe.dashboard.ingest import Ingest
 from iotpipe.dashboard.live import Hub
+from iotpipe.dashboard.notify import Notifier
 from iotpipe.dashboard.payloads import MetaUpdate, StatusUpdate
 from iotpipe.dashboard.server import stream_limit
 from iotpipe.dashboard.services import Services
 from iotpipe.dashboard.store import Store, open_store
 from iotpipe.dashboard.writer import Item, Retention, Writer
 
+from iotpipe import topics
 from iotpipe.counters import Counters
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import fill_credentials
@@ -65,6 +70,7 @@ class Dashboard:
     hub: Hub
     counters: Counters
     app: Flask
+    alerts: Alerts
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Dashboard:
@@ -83,13 +89,20 @@ class Dashboard:
         )
         commander = Commander(ingest.client, args.base_topic, ident, counters)
         ingest.extra_subscriptions[commander.reply_topic] = commander.on_reply
-        rules = load_rules(args.alerts) if args.alerts else []
-        announce.alerts = Alerts(
-            rules,
+        alerts = announce.alerts = Alerts(
+            args.alerts,
             args.base_topic,
+            AlertStore.beside(store),
+            Notifier(counters, args.alert_retry),
+            counters,
+            args.public_url or args.http.url,
             lambda topic, payload: _publish(ingest, topic, payload),
             lambda alert: hub.publish("alert", alert),
         )
+        writer.store_health = alerts.store_state
+        _route_events(ingest, args.base_topic, alerts)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, lambda _sig, _frame: alerts.request_reload())
         services = Services(
             store,
             hub,
@@ -98,15 +111,16 @@ class Dashboard:
             gauges=lambda: {"writer_queue": writer.queue.qsize()},
             commander=commander,
             command_timeout=args.command_timeout,
-            alerts=announce.alerts,
+            alerts=alerts,
         )
         token = load_token(Path(args.data))
         # At INFO in the dashboard's own log, which only its user can read (DATA/api-token).
         log.info("to send commands, log in once at %slogin?token=%s", args.http.url, token)
         app = create_app(services, token)
-        return cls(store, writer, ingest, hub, counters, app)
+        return cls(store, writer, ingest, hub, counters, app, alerts)
 
     def start(self) -> None:
+        self.alerts.start(self.store.devices())
         self.writer.start()
         self.ingest.start()
 
@@ -114,6 +128,7 @@ class Dashboard:
         self.ingest.stop()
         self.hub.close()
         self.writer.stop()
+        self.alerts.stop()
         self.store.close()
 
 
@@ -122,6 +137,14 @@ def _publish(ingest: Ingest, topic: str, payload: bytes) -> None:
     info = ingest.client.publish(topic, payload, qos=1)
     if info.rc != 0:
         log.warning("could not publish to %s (rc %d)", topic, info.rc)
+
+
+def _route_events(ingest: Ingest, base: str, alerts: Alerts) -> None:
+    """Board events (the bridge's gap reports) go to the alerts: the filter is subscribed
+    with the others, and paho hands its messages to ``alerts.on_event`` directly."""
+    wanted = topics.subscription(base, "event")
+    ingest.extra_subscriptions[wanted] = lambda msg: None  # matched by filter, not by name
+    ingest.client.message_callback_add(wanted, alerts.on_event)
 
 
 class _Announcer:
@@ -136,9 +159,13 @@ class _Announcer:
             if isinstance(item, Telemetry):
                 if self.hub.clients:  # no page open: no need to encode the event
                     self.hub.publish("reading", reading_event(item))
-                if self.alerts is not None and self.alerts.rules:
+                if self.alerts is not None and self.alerts.rules.rules:
                     self.alerts.check(item)
             elif isinstance(item, StatusUpdate):
                 self.hub.publish("status", {"device": item.device, "status": item.status})
+                if self.alerts is not None:
+                    self.alerts.status(item.device, item.status)
             elif isinstance(item, MetaUpdate):
                 self.hub.publish("meta", {"device": item.device, **item.meta})
+                if self.alerts is not None:
+                    self.alerts.meta(item.device, item.meta)

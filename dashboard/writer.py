@@ -63,6 +63,8 @@ class Writer:
         self.queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._next_prune = 0.0
+        # Shared contract 4: told after every attempt whether the store could write.
+        self.store_health: Callable[[bool, str], None] = lambda ok, reason: None
 
     def start(self) -> None:
         self._thread.start()
@@ -119,9 +121,13 @@ class Writer:
                 if batch:
                     self._write(batch)
                 self._maybe_prune()
-            except Exception:  # a daemon logs and carries on; the batch is lost, counted
+            except Exception as exc:  # a daemon logs and carries on; the batch is lost, counted
                 self.counters.inc("dropped", "store_error", len(batch))
                 log.exception("could not write %d items to the store", len(batch))
+                self.store_health(False, str(exc)[:200] or type(exc).__name__)
+            else:
+                if batch:  # an idle pass wrote nothing, so it proves nothing
+                    self.store_health(True, "")
 
     def _write(self, batch: list[Item]) -> None:
         readings = [i for i in batch if isinstance(i, Telemetry)]

@@ -58,6 +58,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     ),
     (("sub",), "iotpipe.sub", "print live MQTT messages decoded and aligned"),
     (("export",), "iotpipe.export", "write a device's history from the dashboard's store"),
+    (("alerts", "test"), "iotpipe.alerts_cli", "send a test notification to a rule's destinations"),
 ]
 
 GROUPS = {

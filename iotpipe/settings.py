@@ -153,7 +153,28 @@ _TABLE = [
         check_share_group,
         "NAME",
     ),
-    Setting("alerts", None, "dashboard: TOML file of threshold alert rules", Path, "FILE"),
+    Setting(
+        "alerts",
+        None,
+        "dashboard: TOML file of alert rules and destinations, reloaded when it changes",
+        Path,
+        "FILE",
+    ),
+    Setting(
+        "public-url",
+        None,
+        "dashboard: its address as users reach it, for chart links in alerts "
+        "(default: from --http)",
+        str,
+        "URL",
+    ),
+    Setting(
+        "alert-retry",
+        3600.0,
+        "dashboard: how long a failing alert destination is retried, e.g. 1h or 90s",
+        parse_duration,
+        "TIME",
+    ),
     Setting(
         "http-threads",
         64,
