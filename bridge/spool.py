@@ -26,6 +26,7 @@ from pathlib import Path
 ROW_OVERHEAD = 40  # bytes SQLite spends per row beyond topic and payload, roughly
 SEEN_MAX = 10_000  # identities kept for dropping replayed duplicates: many board rings
 FILE_NAME = "spool.sqlite"
+WAL_PAGES = 64
 VERSION = 2  # PRAGMA user_version; 0 is the spool of main at 1b120ab (spool + facts only)
 
 # AUTOINCREMENT: an id is never reused, even after the table was emptied, so the sender's
@@ -127,6 +128,10 @@ class Spool:
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # A short WAL: on a small disk (a Pi's, a tmpfs) it must not take the space the
+        # readings need; SQLite's defaults let it grow to 4 MB and never shrink it.
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_PAGES * 4096}")
         if db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
             self._migrate()
         count, size = db.execute(
@@ -301,6 +306,16 @@ class Spool:
             except sqlite3.Error as exc:
                 raise _translate(exc) from None
         return None if row is None else str(row[0])
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and empty it: on a small disk the WAL may
+        fill it before SQLite's automatic checkpoint (at 4 MB) comes. True if it worked."""
+        with self._lock:
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error:
+                return False
+        return busy == 0
 
     def close(self) -> None:
         with self._lock:

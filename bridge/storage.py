@@ -15,6 +15,8 @@ deleted — and a new spool is started in its place. Each change of state is one
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +55,30 @@ def damaged_files(directory: Path) -> list[Path]:
         for p in directory.glob(f"{FILE_NAME}{DAMAGED_SUFFIX}*")
         if not p.name.endswith(("-wal", "-shm"))
     )
+
+
+def spool_problem(directory: Path) -> str | None:
+    """What is wrong with the spool file in ``directory``, read-only (None: nothing, or no
+    spool there)."""
+    path = directory / FILE_NAME
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            check = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"{path}: {exc}"
+    return None if check == "ok" else f"{path}: {check}"
+
+
+def _no_space(directory: Path) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
 
 
 class Storage:
@@ -99,6 +125,11 @@ class Storage:
     def failed(self, exc: SpoolError) -> None:
         """A spool operation raised: note the state, replace a damaged file."""
         self._next_try = time.monotonic() + RETRY_S
+        if exc.reason == "io_error" and _no_space(self.directory):
+            # SQLite reports a full disk met while growing its -shm file as an I/O error.
+            exc = SpoolError("disk_full", f"{exc.detail} (no space left on the device)")
+        if exc.reason == "disk_full" and self.spool is not None:
+            self.spool.checkpoint()  # what the WAL holds may be all the space there is
         if exc.reason == "damaged" and self.spool is not None:
             self.spool.close()
             self.spool = None
