@@ -174,6 +174,8 @@ class Continuity:
             return DUPLICATE if known == digest else self._conflict(key)
         mark = self.marks.get(device)
         if mark is None or mark.boot != boot:  # a board not seen before, or one that rebooted
+            if mark is not None and self.above.get(device):
+                self._give_up(device)  # the old boot's holes: its ring went with it
             mark = Mark(boot, -1)
             self.marks[device] = mark
             self.above[device] = set()

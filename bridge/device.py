@@ -62,6 +62,7 @@ class Device:
         self._state_lock = threading.Lock()
         self._meta_boot: str | None = None
         self._asked_info = 0.0
+        self._last_ts = 0.0
 
     # --- lines from the board (the reader thread) -------------------------------------
     def handle_all(self, lines: Iterable[bytes], received_at: float) -> list[tuple[str, bytes]]:
@@ -71,9 +72,10 @@ class Device:
         fast = self.fast.telemetry
         quick = 0
         for raw in lines:
-            got = fast(raw, received_at) if self.publisher is not None else None
+            ts = self._stamp(received_at)
+            got = fast(raw, ts) if self.publisher is not None else None
             if got is None:
-                message = self.handle(raw, received_at)
+                message = self.handle(raw, ts)
                 if message is not None:
                     out.append((message.topic, message.payload))
                 continue
@@ -90,6 +92,16 @@ class Device:
                 self.set_online(True, "a line came")
         out.extend(self.gap_events())
         return out
+
+    def _stamp(self, received_at: float) -> float:
+        """Each line its own receipt time, 1 ms after the last at least: lines read in one
+        chunk (a replay, a backlog after a restart) would share one, and a store that
+        keys samples by time would keep only one of them."""
+        ts = round(received_at, 3)
+        if ts <= self._last_ts:
+            ts = round(self._last_ts + 0.001, 3)
+        self._last_ts = ts
+        return ts
 
     def _is_new(self, device: str, boot: str, seq: int, raw: bytes) -> bool:
         """Not a reading already committed (a replay sends some again)."""
