@@ -60,29 +60,6 @@ class _Replay:
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    boot: str
-    sent: int
-    first: int | None
-    missing: int
-
-
-def parse_replay_result(result: Any) -> ReplayResult:
-    """The ``result`` of a replay answer (contract 1), validated."""
-    if not isinstance(result, dict):
-        raise wire.LineRejected("bad_type", "a replay answer's result must be an object")
-    boot, sent, first, missing = (result.get(k) for k in ("boot", "sent", "first", "missing"))
-    if not isinstance(boot, str) or not wire.BOOT_ID_RE.fullmatch(boot):
-        raise wire.LineRejected("bad_boot", f"replay answer boot {boot!r}")
-    for name, value in (("sent", sent), ("missing", missing)):
-        if type(value) is not int or value < 0:
-            raise wire.LineRejected("bad_type", f"replay answer {name} {value!r}")
-    if first is not None and (type(first) is not int or first < 0):
-        raise wire.LineRejected("bad_type", f"replay answer first {first!r}")
-    return ReplayResult(boot, sent, first, missing)  # type: ignore[arg-type]
-
-
 def _holes(mark: int, held: list[int], top: int) -> list[tuple[int, int]]:
     """The (first, last) runs of seqs above ``mark`` up to ``top`` that are not in ``held``."""
     out: list[tuple[int, int]] = []
@@ -233,12 +210,11 @@ class Continuity:
             return
         mark = self.marks.get(device) if device is not None else None
         command_id = f"{self._prefix}-{next(self._numbers)}"
-        args = {"boot": mark.boot, "after": mark.seq} if mark is not None and mark.seq >= 0 else {}
         boot, after = (mark.boot, mark.seq) if mark is not None else (None, -1)
         self.replay = _Replay(command_id, boot, after, now + REPLAY_QUIET_S)
         self.counters.inc("replays_asked")
-        log.debug("asking %s for a replay %s", device, args)
-        self.write(wire.encode_command(command_id, "replay", args))
+        log.debug("asking %s for a replay of boot %s after %d", device, boot, after)
+        self.write(wire.encode_replay(command_id, boot, after))
 
     def is_replay(self, answer_id: str | None) -> bool:
         return answer_id is not None and answer_id.startswith(REPLAY_ID)
@@ -254,7 +230,7 @@ class Continuity:
             self._give_up(device)
             return
         try:
-            result = parse_replay_result(answer.result)
+            result = wire.replayed_from_answer(answer)
         except wire.LineRejected as exc:
             self.counters.inc("replays_failed", exc.reason)
             self._give_up(device)
@@ -267,8 +243,8 @@ class Continuity:
             self.marks[device] = mark
             self.above[device] = set()
         after = replay.after if replay.boot == result.boot else -1
-        beyond_last = after + result.missing
-        self._resolve(device, mark.boot, beyond_last, BEYOND_RING, BOARD)
+        newest = after + result.missing if result.first is None else result.first + result.sent - 1
+        self._resolve(device, mark.boot, newest, result.missing, BOARD)
 
     def expire(self, now: float, device: str | None) -> None:
         replay = self.replay
@@ -284,18 +260,22 @@ class Continuity:
         mark = self.marks.get(device)
         if mark is not None:
             where = self.hole_origin.get(device, BOARD)
-            self._resolve(device, mark.boot, -1, BEYOND_RING, where)
+            self._resolve(device, mark.boot, -1, 0, where)
 
-    def _resolve(self, device: str, boot: str, beyond_last: int, beyond: str, rest: str) -> None:
-        """Everything up to the highest reading held is now committed or reported."""
+    def _resolve(self, device: str, boot: str, newest: int, beyond: int, rest: str) -> None:
+        """Everything up to the newest reading known is now committed or reported: the
+        oldest ``beyond`` of the seqs still missing as ``beyond_ring`` (the board said it
+        no longer holds that many), the others as ``rest``."""
         mark = self.marks[device]
         above = self.above.get(device, set())
-        top = max([mark.seq, beyond_last, *above])
+        top = max([mark.seq, newest, *above])
         for first, last in _holes(mark.seq, sorted(above), top):
-            if first <= beyond_last:
-                self._gap(Gap(device, boot, first, min(last, beyond_last), beyond))
-            if last > beyond_last:
-                self._gap(Gap(device, boot, max(first, beyond_last + 1), last, rest))
+            cut = min(last, first + beyond - 1)
+            if cut >= first:
+                self._gap(Gap(device, boot, first, cut, BEYOND_RING))
+                beyond -= cut - first + 1
+            if last > cut:
+                self._gap(Gap(device, boot, max(first, cut + 1), last, rest))
         self.marks[device] = Mark(boot, top)
         self.above[device] = set()
         self.hole_origin.pop(device, None)

@@ -138,7 +138,7 @@ def test_many_kill_9_between_reading_and_committing_lose_nothing_silently(
     got = Telemetry(broker.port, device)
     start_virtual_board(procs, tmp_path / "tty", device, 200.0)
     spool = ("--spool", str(tmp_path / "spool"))  # the one every bridge in turn uses
-    for n in range(12):
+    for n in range(25):
         bridge = start_bridge(procs, tmp_path, tmp_path / "tty", broker.url, *spool, name=f"b{n}")
         wait_until(lambda b=bridge: "device_online" in b.output(), 30, "the bridge reading")
         target = got.highest() + rng.randrange(20, 200)
