@@ -7,6 +7,10 @@ does what is ready — no thread hands a message to another, so nothing fights f
 per reading. Only a blocking MQTT connect and the optional metrics server have threads.
 A bad line is counted and never stops the loop; a lost port marks the device offline and
 is retried with backoff until it returns, at the same path or wherever it reappears.
+Each batch read from the port is stored in one spool transaction together with the marks
+``continuity`` moved; if that fails the marks go back, and the board is asked to replay.
+Every (re)opened port and every spool that opens (at start, after a disk was full or a
+damaged file was replaced) starts with a replay request after the device's mark.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iotpipe.bridge import discovery
+from iotpipe.bridge.continuity import RESTART, SPOOL_FULL, Gap
 from iotpipe.bridge.device import Device
 from iotpipe.bridge.events import changed
 from iotpipe.bridge.metrics import MetricsServer, bridge_registry
@@ -28,7 +33,8 @@ from iotpipe.bridge.portio import PortLost
 from iotpipe.bridge.publisher import MqttOptions, Publisher
 from iotpipe.bridge.requests import RequestRejected, Router, parse_request, route_for
 from iotpipe.bridge.serialside import SerialSide
-from iotpipe.bridge.spool import Spool
+from iotpipe.bridge.spool import SpoolError
+from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 from paho.mqtt.client import MQTTMessage
 
@@ -67,13 +73,20 @@ class Bridge:
         self.router = Router(config.request_timeout)
         self.stopping = threading.Event()
         self.serial = SerialSide(config.serial, config.baud, self.counters)
-        self.spool: Spool | None = None
+        self.storage: Storage | None = None
         self.outbox: Outbox | None = None
         if config.qos == 1:
             if config.spool_dir is None:
                 raise ValueError("QoS 1 needs a spool directory")
-            self.spool = Spool(config.spool_dir, config.spool_max_bytes)
-            self.outbox = Outbox(self.spool, self._send, self.counters, config.drain_rate)
+            self.storage = Storage(config.spool_dir, config.spool_max_bytes, self.counters)
+            self.outbox = Outbox(
+                self.storage,
+                self._send,
+                self.counters,
+                config.drain_rate,
+                on_dropped=self._report_dropped,
+            )
+        self._generation = 0  # of the spool file continuity was loaded from
         self.bridge_status = topics.bridge_status(config.base_topic, config.name)
         self.presence = Publisher(
             config.mqtt,
@@ -103,7 +116,8 @@ class Bridge:
         self.presence.start()
         if self.metrics is not None:
             self.metrics.start()
-        known = self.config.device_id or (self.spool.recall("device") if self.spool else None)
+        self._sync_spool()
+        known = self.config.device_id or self._recall_device()
         if known:  # so a spool left by the last run drains before the board speaks
             self.device.adopt(known)
         try:
@@ -120,6 +134,7 @@ class Bridge:
             now = time.monotonic()
             if self.serial.open_if_due(now):
                 self.device.ask_info()
+                self.device.continuity.ask(self.device.id, now)
             connections = [p.connection for p in self._publishers()]
             readers: dict[int, Callable[[], None]] = {}
             writers: dict[int, Callable[[], None]] = {}
@@ -164,9 +179,10 @@ class Bridge:
         self.presence.stop(self.translator.bridge_status(self.config.name, False))
         if self.metrics is not None:
             self.metrics.stop()
-        if self.spool is not None:
-            log.info("%d readings stay in the spool for the next start", self.spool.rows)
-            self.spool.close()
+        if self.storage is not None:
+            if self.storage.spool is not None:
+                log.info("%d readings stay in the spool for the next start", self.outbox.backlog)  # type: ignore[union-attr]
+            self.storage.close()
         log.info("bridge stopped; counters: %s", self.counters.snapshot())
 
     # --- MQTT -------------------------------------------------------------------------
@@ -175,8 +191,12 @@ class Bridge:
         old = self.device.publisher
         if old is not None:
             old.stop(self.translator.status(self.device.id or device, online=False))
-        if self.spool is not None:
-            self.spool.remember("device", device)
+        spool = self.storage.spool if self.storage is not None else None
+        if spool is not None:
+            try:
+                spool.remember("device", device)
+            except SpoolError as exc:
+                self.storage.failed(exc)  # type: ignore[union-attr]
         publisher = Publisher(
             self.config.mqtt,
             f"iotpipe-bridge-{device}",
@@ -234,14 +254,65 @@ class Bridge:
             self.device.act(self.router.fail_all("the board's port closed"))
             return
         now = time.time()  # after the read: it may have waited for the line
-        batch = self.device.handle_all(self.serial.splitter.feed(chunk), now)
-        if not batch:
+        lines = self.serial.splitter.feed(chunk)
+        self._store(lambda: self.device.handle_all(lines, now))
+
+    def _store(self, produce: Callable[[], list[tuple[str, bytes]]]) -> None:
+        """Run ``produce`` (which admits readings) and store what it made in one commit."""
+        continuity = self.device.continuity
+        if self.outbox is None or self.storage is None:  # QoS 0: nothing to commit
+            batch = produce()
+            continuity.committed()
+            if batch and self.device.publisher is not None:
+                self.device.publisher.send_many(batch, qos=0)
+                self.counters.inc("published", n=len(batch))
             return
+        if self.storage.spool is None and self.storage.due(time.monotonic()):
+            self.storage.open()
+        self._sync_spool()
+        continuity.storing = self.storage.due(time.monotonic())
+        continuity.begin()
+        batch = produce()
+        marks = continuity.pending_marks()
+        if self.outbox.put(batch, continuity.staged_seen(), marks):
+            continuity.committed()
+        else:
+            continuity.rollback(SPOOL_FULL)
+
+    def _sync_spool(self) -> None:
+        """A spool file opened: load the marks from it (the first) or give it ours."""
+        storage = self.storage
+        if storage is None or storage.spool is None or storage.generation == self._generation:
+            return
+        first = self._generation == 0
+        self._generation = storage.generation
         if self.outbox is not None:
-            self.outbox.put(batch)
-        elif self.device.publisher is not None:
-            self.device.publisher.send_many(batch, qos=0)
-            self.counters.inc("published", n=len(batch))
+            self.outbox.reset()
+        continuity = self.device.continuity
+        if first:
+            try:
+                continuity.load(storage.spool.marks(), storage.spool.seen(), RESTART)
+            except SpoolError as exc:
+                storage.failed(exc)
+                return
+        else:  # a damaged file was replaced: the marks in memory go into the new one
+            continuity.dirty.update(continuity.marks)
+        if self.serial.source is not None:  # else the port's opening asks
+            continuity.ask(self.device.id, time.monotonic())
+
+    def _report_dropped(self, gaps: list[Gap]) -> None:
+        self.device.report_dropped(gaps)
+
+    def _recall_device(self) -> str | None:
+        spool = self.storage.spool if self.storage is not None else None
+        if spool is None:
+            return None
+        try:
+            known: str | None = spool.recall("device")
+        except SpoolError as exc:
+            self.storage.failed(exc)  # type: ignore[union-attr]
+            return None
+        return known
 
     # --- housekeeping -----------------------------------------------------------------
     def _housekeeping(self, now: float) -> None:
@@ -249,17 +320,34 @@ class Bridge:
         self.counters.inc("command_timeouts", n=len(actions.replies))
         self.device.act(actions)
         self.device.check_quiet()
+        continuity = self.device.continuity
+        if continuity.replay is not None:
+            self._store(lambda: self._expired_replay(now))
+        elif self.storage is not None and self.storage.spool is None:
+            self._store(list)  # retries opening the spool when due
+
+    def _expired_replay(self, now: float) -> list[tuple[str, bytes]]:
+        self.device.continuity.expire(now, self.device.id)
+        events: list[tuple[str, bytes]] = self.device.gap_events()
+        return events
 
     def _gauges(self) -> dict[str, Gauge]:
         gauges = {
             "mqtt_connected": Gauge("Whether publishing to the broker works (1 or 0)", self._online)
         }
-        spool = self.spool
-        if spool is not None:
+        storage = self.storage
+        if storage is not None:
             gauges["spool_rows"] = Gauge(
-                "Readings in the spool not yet acknowledged", lambda: spool.rows
+                "Readings in the spool not yet acknowledged",
+                lambda: storage.spool.rows if storage.spool else 0,
             )
-            gauges["spool_bytes"] = Gauge("Size of the spool file on disk", lambda: spool.size)
+            gauges["spool_bytes"] = Gauge(
+                "Size of the spool file on disk",
+                lambda: storage.spool.size if storage.spool else 0,
+            )
+            gauges["spool_writable"] = Gauge(
+                "Whether the spool can store readings (1 or 0)", lambda: float(storage.writable)
+            )
         return gauges
 
     def _online(self) -> float:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 
 from iotpipe.bridge import discovery
+from iotpipe.bridge.continuity import NEW, Continuity, Gap
 from iotpipe.bridge.events import changed
 from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.lines import TooLong
 from iotpipe.bridge.publisher import Publisher
 from iotpipe.bridge.requests import Actions, Reply, Route, Router, answer_payload
 from iotpipe.bridge.translate import Message, Translator
-from iotpipe.bridge.watch import GapTracker, Liveness
+from iotpipe.bridge.watch import Liveness
 
 from iotpipe import topics, wire
 from iotpipe.counters import Counters
@@ -52,7 +54,7 @@ class Device:
         self.bridge_status = bridge_status
         self.id: str | None = None
         self.publisher: Publisher | None = None
-        self.gaps = GapTracker()
+        self.continuity = Continuity(counters, write)
         self.fast = FastReadings()
         self._telemetry_topic = ""
         self.liveness = Liveness()
@@ -60,34 +62,88 @@ class Device:
         self._state_lock = threading.Lock()
         self._meta_boot: str | None = None
         self._asked_info = 0.0
+        self._last_ts = 0.0
 
     # --- lines from the board (the reader thread) -------------------------------------
     def handle_all(self, lines: Iterable[bytes], received_at: float) -> list[tuple[str, bytes]]:
-        """Everything read at once: (topic, payload) of what must go through the spool."""
+        """Everything read at once: (topic, payload) of what must go through the spool —
+        new readings (a replayed one already committed is dropped), events, gap reports."""
         out: list[tuple[str, bytes]] = []
         fast = self.fast.telemetry
         quick = 0
         for raw in lines:
-            got = fast(raw, received_at) if self.publisher is not None else None
+            ts = self._stamp(received_at)
+            got = fast(raw, ts) if self.publisher is not None else None
             if got is None:
-                message = self.handle(raw, received_at)
+                message = self.handle(raw, ts)
                 if message is not None:
                     out.append((message.topic, message.payload))
                 continue
             seq, payload = got
             quick += 1
             device, boot = self.fast.device or "", self.fast.boot or ""
-            gap = self.gaps.see(device, boot, seq)
-            if gap is not None:
-                self._report_gap(device, boot, gap)
-            out.append((self._telemetry_topic, payload))
+            if self._is_new(device, boot, seq, raw):
+                out.append((self._telemetry_topic, payload))
         if quick:
             self.counters.inc("lines", n=quick)
             self.counters.inc("accepted", "reading", quick)
             self.liveness.heard(time.monotonic())
             if not self._online:
                 self.set_online(True, "a line came")
+        out.extend(self.gap_events())
         return out
+
+    def _stamp(self, received_at: float) -> float:
+        """Each line its own receipt time, 1 ms after the last at least: lines read in one
+        chunk (a replay, a backlog after a restart) would share one, and a store that
+        keys samples by time would keep only one of them."""
+        ts = round(received_at, 3)
+        if ts <= self._last_ts:
+            ts = round(self._last_ts + 0.001, 3)
+        self._last_ts = ts
+        return ts
+
+    def _is_new(self, device: str, boot: str, seq: int, raw: bytes) -> bool:
+        """Not a reading already committed (a replay sends some again)."""
+        if not self.continuity.storing:
+            return True  # the outbox counts it as not stored; a replay brings it back
+        digest = zlib.crc32(raw.rstrip(b"\r"))
+        verdict = self.continuity.admit(device, boot, seq, digest, time.monotonic())
+        if verdict != NEW:
+            self.counters.inc("duplicates", verdict)
+        return verdict == NEW
+
+    def gap_events(self) -> list[tuple[str, bytes]]:
+        """A ``readings_missing`` event for each gap found (contract 2 of BRIEF)."""
+        if self.id is None:
+            return []
+        boot = self.fast.boot if self.fast.device == self.id else None
+        now = time.time()
+        out = []
+        for gap in self.continuity.gaps:
+            message = self.translator.gap(gap, boot or gap.boot, now)
+            out.append((message.topic, message.payload))
+        return out
+
+    def report_dropped(self, gaps: list[Gap]) -> None:
+        """Readings the spool's size bound pushed out: published now, not spooled (the
+        spool is full), counted and logged like every gap."""
+        for gap in gaps:
+            self.counters.inc("gaps", gap.where)
+            self.counters.inc("missing", gap.where, gap.count)
+            changed(
+                log,
+                "readings_missing",
+                logging.WARNING,
+                device=gap.device,
+                boot=gap.boot,
+                first=gap.first,
+                last=gap.last,
+                count=gap.count,
+                where=gap.where,
+            )
+            if self.publisher is not None:
+                self.publisher.publish(self.translator.gap(gap, gap.boot, time.time()))
 
     def handle(self, raw: bytes, received_at: float) -> Message | None:
         """Publish what is state, return what must go through the spool, count the rest."""
@@ -114,8 +170,11 @@ class Device:
             self._describe(line, received_at)
             return None
         if isinstance(line, wire.Reading):
-            self._check_seq(line)
+            if line.boot != self._meta_boot:
+                self.ask_info(throttled=True)
             self.fast.learn(line)
+            if not self._is_new(line.device, line.boot, line.seq, raw):
+                return None
         return self.translator.message(line, line.device, received_at)
 
     def adopt(self, device: str) -> None:
@@ -137,28 +196,6 @@ class Device:
         log.debug("skipped a line (%s: %s): %r", reason, detail, raw[:80])
         if count in (1, 10, 100, 1000, 10_000, 100_000):
             log.warning("skipped %d lines so far for %s, last: %s", count, reason, detail)
-
-    def _check_seq(self, reading: wire.Reading) -> None:
-        gap = self.gaps.see(reading.device, reading.boot, reading.seq)
-        if gap is not None:
-            self._report_gap(reading.device, reading.boot, gap)
-        if reading.boot != self._meta_boot:
-            self.ask_info(throttled=True)
-
-    def _report_gap(self, device: str, boot: str, gap: tuple[int, int]) -> None:
-        first, last = gap
-        self.counters.inc("gaps")
-        self.counters.inc("missing", n=last - first + 1)
-        changed(
-            log,
-            "readings_missing",
-            logging.WARNING,
-            device=device,
-            boot=boot,
-            first=first,
-            last=last,
-            where="before the bridge",
-        )
 
     def _describe(self, hello: wire.Hello, received_at: float) -> None:
         assert self.publisher is not None
@@ -196,6 +233,9 @@ class Device:
 
     # --- requests and answers ---------------------------------------------------------
     def _answer(self, answer: wire.Answer) -> None:
+        if self.continuity.is_replay(answer.id):
+            self.continuity.answered(answer, self.id)
+            return
         reply, actions = self.router.answered(answer)
         if reply is None:
             self.counters.inc("answers_unmatched")

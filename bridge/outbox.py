@@ -7,6 +7,11 @@ unacknowledged row, so nothing is skipped; rows that were waiting when the conne
 up (the backlog) are sent at ``drain_rate`` per second so a long outage does not flood the
 broker, and readings that arrive after them follow at full speed.
 
+The spool may be missing or unwritable for a while (``storage``): then nothing is stored —
+``put`` drops the batch, counted as ``not_stored{<reason>}``, and says so to its caller,
+which forgets the batch's marks so the board is asked to send it again — and nothing is
+sent from the spool until it works again.
+
 Transport events (connect, disconnect, PUBACK) arrive from paho's callbacks; they are only
 queued there and handled in ``step``, outside paho's calls (paho calls ``on_publish``
 holding its own lock, which ``publish`` also takes).
@@ -19,8 +24,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from iotpipe.bridge.continuity import SPOOL_FULL, Gap
 from iotpipe.bridge.events import changed
-from iotpipe.bridge.spool import Spool
+from iotpipe.bridge.spool import Dropped, Mark, Seen, Spool, SpoolError
+from iotpipe.bridge.storage import Storage
 
 from iotpipe.counters import Counters
 
@@ -31,13 +38,33 @@ DRAIN_TICK_S = 0.02
 _CONNECTED, _DISCONNECTED = "connected", "disconnected"
 
 Send = Callable[[str, bytes], "int | None"]
+OnDropped = Callable[[list[Gap]], None]
+
+
+def _dropped_gaps(dropped: Dropped) -> list[Gap]:
+    """The readings the size bound pushed out, as runs of consecutive seqs."""
+    gaps: list[Gap] = []
+    for device, boot, seq in sorted(dropped.readings):
+        last = gaps[-1] if gaps else None
+        if last and (last.device, last.boot) == (device, boot) and seq == last.last + 1:
+            gaps[-1] = Gap(device, boot, last.first, seq, SPOOL_FULL)
+        else:
+            gaps.append(Gap(device, boot, seq, seq, SPOOL_FULL))
+    return gaps
 
 
 class Outbox:
     def __init__(
-        self, spool: Spool, send: Send, counters: Counters, drain_rate: float, window: int = WINDOW
+        self,
+        storage: Storage,
+        send: Send,
+        counters: Counters,
+        drain_rate: float,
+        window: int = WINDOW,
+        on_dropped: OnDropped | None = None,
     ) -> None:
-        self.spool = spool
+        self.storage = storage
+        self.on_dropped = on_dropped
         self.send = send
         self.counters = counters
         self.drain_rate = drain_rate
@@ -52,25 +79,56 @@ class Outbox:
         self._full = False
 
     # --- what happens: a batch read from the port, transport events -------------------
-    def put(self, messages: Iterable[tuple[str, bytes]]) -> None:
+    @property
+    def spool(self) -> Spool | None:
+        return self.storage.spool
+
+    def put(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        seen: Iterable[Seen] = (),
+        marks: dict[str, Mark] | None = None,
+    ) -> bool:
+        """Commit a batch with its readings' identities and marks; False if not stored."""
         batch = list(messages)
-        if not batch:
-            return
-        dropped = self.spool.append(batch)
+        if not batch and not marks:
+            return True
+        spool = self.storage.spool
+        if spool is None or not self.storage.due(time.monotonic()):
+            self._not_stored(len(batch))
+            return False
+        try:
+            dropped = spool.append(batch, seen, marks)
+        except SpoolError as exc:
+            self.storage.failed(exc)
+            self._not_stored(len(batch))
+            return False
+        self.storage.succeeded()
         self.counters.inc("spooled", n=len(batch))
-        if dropped:
-            self.counters.inc("dropped", "spool_full", dropped)
-        if bool(dropped) != self._full:  # log the change, not every batch while full
-            self._full = bool(dropped)
-            level = logging.WARNING if dropped else logging.INFO
+        if dropped.rows:
+            self.counters.inc("dropped", "spool_full", dropped.rows)
+            if self.on_dropped is not None:
+                self.on_dropped(_dropped_gaps(dropped))
+        if bool(dropped.rows) != self._full:  # log the change, not every batch while full
+            self._full = bool(dropped.rows)
+            level = logging.WARNING if dropped.rows else logging.INFO
             changed(
                 log,
-                "spool_full" if dropped else "spool_has_room",
+                "spool_full" if dropped.rows else "spool_has_room",
                 level,
-                spool=self.spool.path,
-                max_bytes=self.spool.max_bytes,
+                spool=spool.path,
+                max_bytes=spool.max_bytes,
                 dropped_total=self.counters.get("dropped", "spool_full"),
             )
+        return True
+
+    def _not_stored(self, n: int) -> None:
+        if n:
+            self.counters.inc("not_stored", self.storage.problem or "unavailable", n)
+
+    def reset(self) -> None:
+        """A new spool file replaced the old one: its row ids start again."""
+        self._switch(self._connected)
 
     def connected(self) -> None:
         self._events.append(_CONNECTED)
@@ -107,29 +165,48 @@ class Outbox:
             self._fill()
 
     def _delete(self, row_ids: list[int]) -> None:
-        self.spool.delete(row_ids)
         self.counters.inc("published", n=len(row_ids))
+        spool = self.storage.spool
+        if spool is None:
+            return
+        try:
+            spool.delete(row_ids)
+        except SpoolError as exc:  # they stay, and are sent again: at least once
+            self.storage.failed(exc)
+            return
+        self.storage.succeeded()
 
     def _switch(self, connected: bool) -> None:
         self._connected = connected
         self._inflight.clear()  # the transport dropped its unacknowledged messages
         self._cursor = 0
-        if connected:
-            self._backlog_end = self.spool.last_id()
+        spool = self.storage.spool
+        if connected and spool is not None:
+            try:
+                self._backlog_end = spool.last_id()
+            except SpoolError as exc:
+                self.storage.failed(exc)
+                self._backlog_end = 0
             self._tokens = 0.0
             self._refilled = time.monotonic()
-            if self.spool.rows:
-                changed(log, "spool_draining", rows=self.spool.rows, rate=self.drain_rate)
+            if spool.rows:
+                changed(log, "spool_draining", rows=spool.rows, rate=self.drain_rate)
 
     def _fill(self) -> None:
+        spool = self.storage.spool
         room = self.window - len(self._inflight)
-        if room <= 0:
+        if room <= 0 or spool is None:
             return
         if self._cursor < self._backlog_end:
             room = min(room, self._take_tokens(room))
             if room <= 0:
                 return
-        for row_id, topic, payload in self.spool.after(self._cursor, room):
+        try:
+            rows = spool.after(self._cursor, room)
+        except SpoolError as exc:
+            self.storage.failed(exc)
+            return
+        for row_id, topic, payload in rows:
             if row_id <= self._backlog_end:
                 self.counters.inc("replayed")
             mid = self.send(topic, payload)
@@ -149,8 +226,9 @@ class Outbox:
 
     @property
     def backlog(self) -> int:
-        return self.spool.rows
+        spool = self.storage.spool
+        return 0 if spool is None else spool.rows
 
     def idle(self) -> bool:
         """Nothing waiting and nothing in flight (for tests and a clean shutdown)."""
-        return not self._inflight and self.spool.rows == 0
+        return not self._inflight and self.backlog == 0

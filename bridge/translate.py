@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from iotpipe import topics
 from iotpipe.wire import Answer, Event, Hello, Line, Reading, SensorError
+
+if TYPE_CHECKING:
+    from iotpipe.bridge.continuity import Gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,24 @@ class Translator:
     def bridge_status(self, name: str, online: bool) -> Message:
         payload = topics.ONLINE if online else topics.OFFLINE
         return Message(topics.bridge_status(self.base, name), payload, retain=True)
+
+    def gap(self, gap: Gap, boot: str, received_at: float) -> Message:
+        """A ``readings_missing`` event (docs/protocol.md): ``boot`` is the board's now."""
+        event = {
+            "device": gap.device,
+            "boot": boot,
+            "uptime_ms": None,
+            "ts": round(received_at, 3),
+            "event": "readings_missing",
+            "data": {
+                "boot": gap.boot,
+                "first": gap.first,
+                "last": gap.last,
+                "count": gap.count,
+                "where": gap.where,
+            },
+        }
+        return Message(topics.topic(self.base, gap.device, "event"), _json(event))
 
     def message(self, line: Line, device: str, received_at: float) -> Message:
         """``device`` is the board on this port (answers do not name it themselves)."""

@@ -1,4 +1,5 @@
-"""What the bridge watches in the stream itself: gaps in seq, and a board gone quiet."""
+"""What the bridge watches in the stream itself: a board gone quiet (gaps in seq are
+``continuity``'s)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,6 @@ log = logging.getLogger(__name__)
 QUIET_INTERVALS = 3
 QUIET_SLACK_S = 2.0
 DEFAULT_INTERVAL_S = 5.0
-
-
-class GapTracker:
-    """Within one boot a board's seq has no gaps; a jump means readings were lost before
-    the bridge (a full UART buffer, a cable pulled). Returns the missing (first, last)."""
-
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, str], int] = {}
-
-    def see(self, device: str, boot: str, seq: int) -> tuple[int, int] | None:
-        key = (device, boot)
-        last = self._last.get(key)
-        if last is not None and seq <= last:
-            return None  # a repeat or a reordering, not a gap
-        if len(self._last) > 64 and key not in self._last:
-            self._last.clear()  # bounded: only the current boots matter
-        self._last[key] = seq
-        if last is not None and seq > last + 1:
-            return last + 1, seq - 1
-        return None
 
 
 class Liveness:

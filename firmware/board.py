@@ -23,7 +23,11 @@ BOARD_NAMES = {"linux": "unix"}
 KEYS = ("device_id", "board", "interval_ms", "sensors", "wdt_ms", "boot_delay_ms", "stop_pin",
         "transport", "wifi_ssid", "wifi_password", "mqtt_host", "mqtt_port", "mqtt_user",
         "mqtt_password", "base_topic", "mqtt_keepalive_s", "deep_sleep", "battery_adc",
-        "buffer_max", "ntp_host", "mqtt_ca")
+        "buffer_max", "ntp_host", "mqtt_ca", "ring_max")
+# Readings a serial board keeps for a `replay` (ring.py), 8 bytes + 4 per metric each:
+# 100 of 3 metrics is 2 KB of an ESP8266's 38 KB heap; ESP32 and RP2040 have far more.
+RING = {"linux": 2000, "esp32": 1000, "rp2": 1000, "esp8266": 100}
+MAX_RING = 10000
 
 
 def defaults():
@@ -39,6 +43,10 @@ def defaults():
         "stop_pin": None,
         "transport": "serial",  # the defaults of the keys for "mqtt": netconfig.DEFAULTS
     }
+
+
+def ring_default():
+    return RING.get(sys.platform, 100)
 
 
 def load_config(path=CONFIG_FILE):
@@ -77,6 +85,11 @@ def check_config(config, problems):
         if not isinstance(config[key], int) or config[key] < 0:
             problems.append("%s %r is not a whole number >= 0" % (key, config[key]))
             config[key] = fallback[key]
+    ring = config.get("ring_max")
+    if ring is not None and (not isinstance(ring, int) or isinstance(ring, bool)
+                             or not 0 <= ring <= MAX_RING):
+        problems.append("ring_max %r is not a whole number 0-%d" % (ring, MAX_RING))
+        config["ring_max"] = None
     if not isinstance(config["sensors"], list) or not config["sensors"]:
         problems.append("sensors must be a non-empty list")
         config["sensors"] = fallback["sensors"]

@@ -83,6 +83,9 @@ def run(node_, stdin, wdt=None, max_wait_ms=MAX_WAIT_MS, readings=-1):
             if time.ticks_diff(due, time.ticks_ms()) < 0:
                 due = time.ticks_ms()  # fell behind (slow sensor): skip, don't burst
             continue
+        if node_.replaying is not None:  # a few lines per turn, commands and samples between
+            node_.replay_step()
+            wait = 0
         for _ in poller.poll(min(wait, max_wait_ms)):
             try:
                 _command(node_, reader)

@@ -48,8 +48,14 @@ class Node:
         self.read_errors = 0
         self.boot = boot
         self.reset_pending = False
+        self.replaying = None  # a ring.Replay while a `replay` command is answered
         if make_out is None:
-            self.out = wire.Encoder(write, config["device_id"], boot, self.metrics)
+            import ring  # only the serial transport replays (a board on Wi-Fi has its backlog)
+
+            capacity = config.get("ring_max")
+            capacity = board.ring_default() if capacity is None else capacity
+            self.out = wire.Encoder(write, config["device_id"], boot, self.metrics,
+                                    ring.Ring(capacity, len(self.metrics)))
         else:
             self.out = make_out(config["device_id"], boot, self.metrics)
         self.commands = {
@@ -58,6 +64,7 @@ class Node:
             "info": self.cmd_info,
             "set": self.cmd_set,
             "reset": self.cmd_reset,
+            "replay": self.cmd_replay,
         }
 
     def hello(self):
@@ -98,6 +105,9 @@ class Node:
     def handle(self, text):
         command_id, cmd, args, error = wire.decode_command(text)
         ok, value = self.run(cmd, args, error)
+        if ok and cmd == "replay":  # answered by replay_step() once the lines are out
+            value.command_id = command_id
+            return
         self.out.answer(command_id, ok, value)
         if ok and cmd == "set":
             self.announce()
@@ -116,6 +126,11 @@ class Node:
         except Exception as e:  # a bug in a handler is an answer, not a crash
             return False, "command failed: " + sensors.reason(e)
 
+    def replay_step(self):
+        # Called by the loop each turn while a replay runs: a few lines, then the answer.
+        if self.replaying.step():
+            self.replaying = None
+
     def cmd_ping(self, args):
         return {"uptime_ms": self.uptime.now()}
 
@@ -131,6 +146,7 @@ class Node:
 
     def cmd_info(self, args):
         gc.collect()
+        ring_ = getattr(self.out, "ring", None)
         return {
             "fw": FIRMWARE_VERSION,
             "board": self.config["board"],
@@ -145,6 +161,8 @@ class Node:
             "seq": self.seq,
             "read_errors": self.read_errors,
             "uptime_ms": self.uptime.now(),
+            "ring": ring_.capacity if ring_ else 0,
+            "ring_first": ring_.first if ring_ and ring_.count else None,
         }
 
     def cmd_set(self, args):
@@ -165,6 +183,20 @@ class Node:
         if saved:
             board.save_config(self.config)
         return {"interval_ms": value, "saved": saved}
+
+    def cmd_replay(self, args):
+        # {"boot": B, "after": S}: write again every held reading of this boot after seq
+        # S (all of them if B is another boot), then answer (ring.py, docs/protocol.md).
+        ring_ = getattr(self.out, "ring", None)
+        if ring_ is None:
+            raise ValueError("replay is for boards on serial; this one keeps a backlog")
+        if self.replaying is not None:
+            raise ValueError("a replay is running; ask again after its answer")
+        import ring
+
+        start, stop = ring.plan(ring_, args, self.boot)
+        self.replaying = ring.Replay(self.out, None, self.boot, start, stop)
+        return self.replaying
 
     def cmd_reset(self, args):
         # Answered first; the loop resets once the answer is written.

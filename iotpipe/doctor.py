@@ -42,7 +42,9 @@ class Check:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_settings(parser, *LOGIN_SETTINGS, "port", "http", "serial", "mosquitto", "log-level")
+    add_settings(
+        parser, *LOGIN_SETTINGS, "port", "http", "serial", "mosquitto", "data", "spool", "log-level"
+    )
 
 
 def check_mosquitto(args: argparse.Namespace) -> Check:
@@ -184,6 +186,28 @@ def check_boards(args: argparse.Namespace) -> Check:
     return Check(OK, "boards", f"found {', '.join(p.device for p in ports)}")
 
 
+def check_spools(args: argparse.Namespace) -> Check:
+    """Each bridge spool under DATA/spool (or --spool): readable, and none set aside."""
+    from iotpipe.bridge.storage import damaged_files, spool_problem
+
+    folders = [args.spool] if args.spool else sorted(Path(args.data, "spool").glob("*"))
+    problems: list[str] = []
+    for folder in folders:
+        problems += [f"{kept} (set aside as damaged)" for kept in damaged_files(folder)]
+        problem = spool_problem(folder)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return Check(
+            FAIL,
+            "spool",
+            "damaged: " + "; ".join(problems),
+            "the bridge starts a new spool by itself; the readings still in a damaged file "
+            "were not sent — keep the file to look into, or delete it",
+        )
+    return Check(OK, "spool", f"{len(folders)} bridge spool(s), none damaged")
+
+
 def show(check: Check, say: Callable[[str], None]) -> None:
     say(f"  {check.level} {check.what:<14} {check.detail}")
     if check.fix:
@@ -199,6 +223,7 @@ def run_checks(args: argparse.Namespace, say: Callable[[str], None]) -> list[Che
         lambda done: check_http_port(args),
         lambda done: check_serial_permissions(args),
         lambda done: check_boards(args),
+        lambda done: check_spools(args),
     ]
     checks: list[Check] = []
     for step in steps:

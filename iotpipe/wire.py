@@ -240,3 +240,43 @@ def encode_command(command_id: str, cmd: str, args: dict[str, Any] | None = None
     if args:
         body["args"] = args
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What a board answered to ``replay``: it wrote ``sent`` readings of ``boot`` again
+    (the first with seq ``first``, None if none) and no longer holds ``missing`` of the
+    seqs asked for."""
+
+    boot: str
+    sent: int
+    first: int | None
+    missing: int
+
+
+def encode_replay(command_id: str, boot: str | None, after: int) -> bytes:
+    """Ask a board for the readings of ``boot`` after seq ``after`` (-1: all of them) that
+    it still holds; with another boot than its own (or None) it sends all it holds."""
+    if isinstance(after, bool) or not isinstance(after, int) or after < -1:
+        raise ValueError(f"after must be a whole number >= -1, not {after!r}")
+    if boot is not None and not BOOT_ID_RE.fullmatch(boot):
+        raise ValueError(f"boot {boot!r} does not match {BOOT_ID_RE.pattern}")
+    args: dict[str, Any] = {"after": after} if boot is None else {"boot": boot, "after": after}
+    return encode_command(command_id, "replay", args)
+
+
+def replayed_from_answer(answer: Answer) -> Replayed:
+    """The typed result of an ``ok`` answer to ``replay``; raises :class:`LineRejected`
+    if it is not one (a failed answer's error is in ``answer.error``)."""
+    if not answer.ok or not isinstance(answer.result, dict):
+        raise LineRejected("bad_type", f"not a successful replay answer: {answer.error!r}")
+    result: dict[str, Any] = answer.result
+    first = result.get("first")
+    if first is not None:
+        first = _count(result, "first")
+    return Replayed(
+        _matching(result, "boot", BOOT_ID_RE),
+        _count(result, "sent"),
+        first,
+        _count(result, "missing"),
+    )

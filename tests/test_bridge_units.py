@@ -20,8 +20,8 @@ from iotpipe.bridge.requests import (
     route_for,
 )
 from iotpipe.bridge.spool import Spool
+from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
-from iotpipe.bridge.watch import GapTracker
 
 from iotpipe import wire
 from iotpipe.counters import Counters
@@ -77,9 +77,9 @@ def test_spool_keeps_rows_across_reopening_and_never_reuses_an_id(tmp_path: Path
 def test_a_full_spool_drops_the_oldest_rows_and_says_how_many(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 1000)
     dropped = spool.append([("t", b"x" * 100) for _ in range(20)])
-    assert dropped > 0 and spool.size <= 1000
+    assert dropped.rows > 0 and spool.size <= 1000
     kept = spool.after(0, 100)
-    assert kept[-1][0] == 20 and len(kept) == 20 - dropped
+    assert kept[-1][0] == 20 and len(kept) == 20 - dropped.rows
 
 
 class Transport:
@@ -93,7 +93,8 @@ class Transport:
 
 def _outbox(tmp_path: Path, rate: float = 1e9) -> tuple[Outbox, Transport]:
     transport = Transport()
-    return Outbox(Spool(tmp_path, 10**7), transport.send, Counters("t"), rate), transport
+    counters = Counters("t")
+    return Outbox(Storage(tmp_path, 10**7, counters), transport.send, counters, rate), transport
 
 
 def test_outbox_deletes_a_reading_only_when_acknowledged(tmp_path: Path) -> None:
@@ -104,6 +105,7 @@ def test_outbox_deletes_a_reading_only_when_acknowledged(tmp_path: Path) -> None
     assert [p for _, p in transport.sent] == [b"1", b"2"]
     outbox.acked(1)
     outbox.step()
+    assert outbox.spool is not None
     assert [r[2] for r in outbox.spool.after(0, 10)] == [b"2"]
 
 
@@ -177,15 +179,6 @@ def test_replies_go_to_the_response_topic_then_reply_to_then_the_default() -> No
     assert route_for(body, None, None, "d") == Route("me/answers")
     assert route_for(b'{"id":"1","reply_to":"bad/#"}', None, None, "d") == Route("d")
     assert route_for(b"\xff not json", None, None, "d") == Route("d")
-
-
-def test_a_jump_in_seq_within_a_boot_is_a_gap_and_a_new_boot_is_not() -> None:
-    gaps = GapTracker()
-    assert gaps.see("d", "00000001", 5) is None
-    assert gaps.see("d", "00000001", 6) is None
-    assert gaps.see("d", "00000001", 9) == (7, 8)
-    assert gaps.see("d", "00000002", 0) is None
-    assert gaps.see("d", "00000001", 9) is None  # a repeat is not a gap
 
 
 def test_home_assistant_discovery_describes_each_metric() -> None:

@@ -102,3 +102,58 @@ def test_topics_are_built_and_split_the_same_way() -> None:
         topics.topic("iotpipe", "a+b", "telemetry")
     with pytest.raises(ValueError):
         topics.check_base("iotpipe/#")
+
+
+REPLAY: dict[str, Any] = VECTOR_DATA["replay"]
+
+
+@pytest.mark.parametrize("case", REPLAY["cases"], ids=lambda c: c["name"])
+def test_a_replay_answer_parses_to_what_the_board_meant(case: dict[str, Any]) -> None:
+    answer = wire.parse_line(case["answer"].encode())
+    assert isinstance(answer, wire.Answer) and answer.id == case["id"]
+    assert wire.replayed_from_answer(answer) == wire.Replayed(**case["expect"])
+
+
+@pytest.mark.parametrize("case", REPLAY["cases"], ids=lambda c: c["name"])
+def test_replayed_lines_are_the_readings_first_written_value_by_value(
+    case: dict[str, Any],
+) -> None:
+    written = {
+        seq: dict(zip([m[0] for m in REPLAY["metrics"]], values, strict=True))
+        for seq, _, values in REPLAY["readings"]
+    }
+    for raw in case["lines"]:
+        line = wire.parse_line(raw.encode())
+        assert isinstance(line, wire.Reading) and line.boot == REPLAY["boot"]
+        meant = {k: v for k, v in written[line.seq].items() if v is not None}
+        assert line.metrics.keys() == meant.keys()
+        for name, decimals in [(m[0], m[2]) for m in REPLAY["metrics"] if m[0] in meant]:
+            assert line.metrics[name] == round(meant[name], decimals), (line.seq, name)
+
+
+def test_the_replay_command_is_built_as_the_vectors_say() -> None:
+    for case in REPLAY["cases"]:
+        args = case["args"]
+        if "boot" in args:
+            built = wire.encode_replay(case["id"], args["boot"], args["after"])
+            assert built == case["command"].encode() + b"\n"
+    assert wire.encode_replay("r2", None, -1) == b'{"id":"r2","cmd":"replay","args":{"after":-1}}\n'
+    for bad_after in (-2, True, 1.5):
+        with pytest.raises(ValueError, match="after"):
+            wire.encode_replay("r3", "0a1b2c3d", bad_after)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="boot"):
+        wire.encode_replay("r3", "BOOT", 1)
+
+
+def test_a_replay_answer_that_is_not_one_is_rejected_with_the_reason() -> None:
+    failed = wire.Answer("r1", False, error="a replay is running; ask again after its answer")
+    with pytest.raises(wire.LineRejected, match="a replay is running"):
+        wire.replayed_from_answer(failed)
+    for result in (
+        {"boot": "0a1b2c3d", "sent": -1, "first": None, "missing": 0},
+        {"boot": "0a1b2c3d", "sent": 1, "first": "6", "missing": 0},
+        {"boot": "zz", "sent": 1, "first": 6, "missing": 0},
+        {"boot": "0a1b2c3d", "sent": 1, "first": 6},
+    ):
+        with pytest.raises(wire.LineRejected):
+            wire.replayed_from_answer(wire.Answer("r1", True, result=result))

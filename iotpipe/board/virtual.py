@@ -253,6 +253,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="mqtt: battery mode — wake, read, publish, deep sleep for the interval",
     )
     parser.add_argument(
+        "--ring-max",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serial: recent readings the board keeps for a `replay` (default: the port's, "
+        "docs/protocol.md)",
+    )
+    parser.add_argument(
         "--buffer-max",
         type=int,
         default=60,
@@ -272,7 +280,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --link PATH, where the virtual board's serial port appears")
     with tempfile.TemporaryDirectory(prefix="iotpipe-board-") as tmp:
         root = args.fs or Path(tmp)
-        prepare_filesystem(root, device_id, interval_ms)
+        ring = {} if args.ring_max is None else {"ring_max": args.ring_max}
+        prepare_filesystem(root, device_id, interval_ms, ring)
         link = Link(args.link)
         unique_id = "%06x" % (zlib.crc32(device_id.encode()) & 0xFFFFFF)
         try:

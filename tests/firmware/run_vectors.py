@@ -3,6 +3,7 @@
 import json
 import sys
 
+import ring
 import wire
 
 failures = 0
@@ -43,6 +44,44 @@ for v in vectors["encode"]:
 for v in vectors["commands"]:
     got = wire.decode_command(v["line"])
     check(v["name"], list(got), [v["id"], v["cmd"], v["args"], v["error"]])
+
+def replayed(r, case):
+    # A ring filled with the vector's readings, then the case's replay command to the end.
+    out = []
+    enc = wire.Encoder(out.append, r["device"], r["boot"], r["metrics"],
+                       ring.Ring(r["ring"], len(r["metrics"])))
+    for seq, uptime_ms, values in r["readings"]:
+        enc.reading(seq, uptime_ms, values)
+    originals = "".join(out).splitlines()
+    del out[:]
+    start, stop = ring.plan(enc.ring, case["args"], r["boot"])
+    replay = ring.Replay(enc, case["id"], r["boot"], start, stop)
+    turns = 1
+    while not replay.step():
+        turns += 1
+    return originals, "".join(out).splitlines(), turns
+
+
+r = vectors["replay"]
+for case in r["cases"]:
+    originals, lines, turns = replayed(r, case)
+    check(case["name"], lines, case["lines"] + [case["answer"]])
+    by_seq = dict([(json.loads(line)["seq"], line) for line in originals])
+    again = [line for line in lines if '"type":"reading"' in line]
+    check(case["name"] + ": byte for byte the originals", again,
+          [by_seq[json.loads(line)["seq"]] for line in again])
+    check(case["name"] + ": a few lines per turn", turns,
+          max(1, (len(again) + ring.REPLAY_BATCH - 1) // ring.REPLAY_BATCH))
+    got = wire.decode_command(case["command"])
+    check(case["name"] + ": the command decodes", list(got), [case["id"], "replay", case["args"], None])
+
+for case in r["rejected"]:
+    try:
+        ring.plan(ring.Ring(r["ring"], 2), case["args"], r["boot"])
+        got = None
+    except ValueError as e:
+        got = str(e)
+    check(case["name"], got, case["error"])
 
 print("checked %d, failed %d" % (checked, failures))
 sys.exit(1 if failures else 0)
