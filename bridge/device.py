@@ -61,6 +61,7 @@ class Device:
         self._online: bool | None = None
         self._state_lock = threading.Lock()
         self._meta_boot: str | None = None
+        self._announced: wire.Hello | None = None  # so a metric the board dropped is removed
         self._asked_info = 0.0
         self._last_ts = 0.0
 
@@ -206,9 +207,10 @@ class Device:
         self.publisher.keep_retained(self.translator.message(hello, hello.device, received_at))
         if self.ha_prefix is not None:
             for config in discovery.configs(
-                hello, self.translator.base, self.bridge_status, self.ha_prefix
+                hello, self.translator.base, self.bridge_status, self.ha_prefix, self._announced
             ):
                 self.publisher.keep_retained(config)
+            self._announced = hello
 
     def ask_info(self, throttled: bool = False) -> None:
         now = time.monotonic()

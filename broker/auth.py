@@ -2,10 +2,12 @@
 and the credential files that `iotpipe broker` keeps in its data directory.
 
 Role credentials are made once, on the first start (random passwords, files mode 0600);
-a Wi-Fi board gets a login of its own, made by `iotpipe board login` (``add_board``). The
-password file and the ACL are rewritten from the credential files and the base topic at
-every start and whenever a board is added, so they always match the code's topics
-(``iotpipe.topics``). docs/security.md explains the roles.
+a Wi-Fi board gets a login of its own, made by `iotpipe board login` (``add_board``), and
+so does any other client a person adds with `iotpipe login add` (Home Assistant, Node-RED,
+Telegraf: ``add_login``, one of ``LOGIN_ROLES``). The password file and the ACL are
+rewritten from the credential files and the base topic at every start and whenever a
+login is added or removed, so they always match the code's topics (``iotpipe.topics``)
+and a login kept in a file is never lost to a restart. docs/security.md explains the roles.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +24,16 @@ from pathlib import Path
 from iotpipe import wire
 from iotpipe.errors import UserError
 
-ROLES = ("bridge", "dashboard", "reader")
+ROLES = ("bridge", "dashboard", "reader", "announcer")
 BOARD_ROLE = "board"
+# Logins a person adds for other software, by what that software must do.
+LOGIN_ROLES = {
+    "homeassistant": "Home Assistant: reads every board, discovery, sends commands",
+    "reader": "read-only: every board's topics and discovery (Telegraf, Grafana)",
+    "writer": "reads every board's topics and sends commands (Node-RED)",
+}
+LOGIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+RESERVED_PREFIX = "iotpipe-"  # the roles' and boards' own user names
 READINGS = ("telemetry", "status", "meta", "event")
 HASH_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the password is 32 random bytes
 SALT_BYTES = 12
@@ -57,7 +68,12 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
     return f"$7${HASH_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
 
 
-def acl(base: str, ha_prefix: str, devices: tuple[str, ...] = ()) -> str:
+def acl(
+    base: str,
+    ha_prefix: str,
+    devices: tuple[str, ...] = (),
+    logins: tuple[tuple[str, str], ...] = (),
+) -> str:
     """Least privilege per role; anything not granted here is refused by Mosquitto."""
     device = f"{base}/+"
     return "\n".join(
@@ -84,9 +100,30 @@ def acl(base: str, ha_prefix: str, devices: tuple[str, ...] = ()) -> str:
             # The broker's own statistics: what health checks and monitoring read.
             "topic read $SYS/broker/#",
             "",
+            # Announces Wi-Fi boards to Home Assistant from their meta (iotpipe announce).
+            f"user {user_name('announcer')}",
+            f"topic read {device}/meta",
+            f"topic read {device}/status",
+            f"topic readwrite {ha_prefix}/#",
+            "",
             *(line for name in devices for line in board_acl(base, name)),
+            *(line for user, role in logins for line in login_acl(base, ha_prefix, user, role)),
         ]
     )
+
+
+def login_acl(base: str, ha_prefix: str, user: str, role: str) -> list[str]:
+    """What a login added with `iotpipe login add` may do, by its role."""
+    grants = {
+        "homeassistant": [
+            f"topic read {base}/#",
+            f"topic readwrite {ha_prefix}/#",
+            f"topic write {base}/+/cmd",
+        ],
+        "reader": [f"topic read {base}/#", f"topic read {ha_prefix}/#"],
+        "writer": [f"topic read {base}/#", f"topic write {base}/+/cmd"],
+    }[role]
+    return [f"user {user}", *grants, ""]
 
 
 def board_acl(base: str, device: str) -> list[str]:
@@ -112,6 +149,14 @@ def boards_dir(data: Path) -> Path:
 
 def board_file(data: Path, device: str) -> Path:
     return boards_dir(data) / f"{device}.json"
+
+
+def logins_dir(data: Path) -> Path:
+    return credentials_dir(data) / "logins"
+
+
+def login_file(data: Path, name: str) -> Path:
+    return logins_dir(data) / f"{name}.json"
 
 
 def load(path: Path) -> Credentials:
@@ -200,13 +245,18 @@ def ensure(data: Path, base: str, ha_prefix: str) -> list[Credentials]:
 
 
 def write_login_files(data: Path, base: str, ha_prefix: str) -> None:
-    everyone = [load_role(data, role) for role in ROLES]
+    # A role added by a newer release (announcer) has no file in a data directory that an
+    # older one made until the broker starts again (``ensure``): left out until then.
+    folder = credentials_dir(data)
+    everyone = [load_role(data, r) for r in ROLES if (folder / f"{r}.json").is_file()]
     devices = boards(data)
+    others = logins(data)
     # Hashed afresh each time (cheap), so the file always matches the credentials.
-    lines = [f"{c.user}:{password_hash(c.password)}" for c in (*everyone, *devices)]
+    lines = [f"{c.user}:{password_hash(c.password)}" for c in (*everyone, *devices, *others)]
     _write_private(data / "passwd", "\n".join(lines) + "\n")
     names = tuple(c.device for c in devices if c.device)
-    _write_private(data / "acl", acl(base, ha_prefix, names))
+    roles = tuple((c.user, c.role) for c in others)
+    _write_private(data / "acl", acl(base, ha_prefix, names, roles))
 
 
 def recorded_topics(data: Path) -> tuple[str, str]:
@@ -255,3 +305,69 @@ def remove_board(data: Path, device: str) -> Credentials:
 def _as_dict(creds: Credentials) -> dict[str, str]:
     body = {"role": creds.role, "user": creds.user, "password": creds.password}
     return body if creds.device is None else {**body, "device": creds.device}
+
+
+def load_login(path: Path) -> Credentials:
+    """A login file that `iotpipe login add` made, checked: a known role, a name that is
+    neither a role's nor a board's."""
+    try:
+        creds = load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(
+            f"cannot read the login {path} ({exc}) — remove it and add it again "
+            "with `iotpipe login add`"
+        ) from None
+    if creds.role not in LOGIN_ROLES or not _usable_name(creds.user) or path.stem != creds.user:
+        raise UserError(
+            f"{path} is not a login that `iotpipe login add` made (role {creds.role!r}, user "
+            f"{creds.user!r}) — remove it from DATA/credentials/logins/"
+        )
+    return creds
+
+
+def _usable_name(name: str) -> bool:
+    return bool(LOGIN_NAME_RE.fullmatch(name)) and not name.startswith(RESERVED_PREFIX)
+
+
+def logins(data: Path) -> list[Credentials]:
+    folder = logins_dir(data)
+    return [load_login(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def add_login(data: Path, name: str, role: str) -> tuple[Credentials, bool]:
+    """A login for another client, made now (True) or found (False), and the password file
+    and ACL rewritten to include it. A running broker sees it after a reload."""
+    if not _usable_name(name):
+        raise UserError(
+            f"login name {name!r} must match {LOGIN_NAME_RE.pattern} and not begin with "
+            f"{RESERVED_PREFIX!r} (those are iotpipe's own)"
+        )
+    if role not in LOGIN_ROLES:
+        raise UserError(f"role {role!r} is not one of {', '.join(LOGIN_ROLES)}")
+    base, ha_prefix = recorded_topics(data)
+    path = login_file(data, name)
+    made = not path.exists()
+    if made:
+        _private_dir(logins_dir(data))
+        creds = Credentials(role, name, secrets.token_urlsafe(24))
+        _write_private(path, json.dumps(_as_dict(creds)) + "\n")
+    creds = load_login(path)
+    if creds.role != role:
+        raise UserError(
+            f"login {name!r} exists with role {creds.role!r} — `iotpipe login remove {name}` "
+            "first to give it another role (and a new password)"
+        )
+    write_login_files(data, base, ha_prefix)
+    return creds, made
+
+
+def remove_login(data: Path, name: str) -> Credentials:
+    path = login_file(data, name)
+    if not _usable_name(name) or not path.is_file():
+        known = ", ".join(c.user for c in logins(data)) or "none"
+        raise UserError(f"no login {name!r} in {data} (logins there: {known})")
+    base, ha_prefix = recorded_topics(data)
+    creds = load_login(path)
+    path.unlink()
+    write_login_files(data, base, ha_prefix)
+    return creds

@@ -52,6 +52,12 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
         "remove a Wi-Fi board's broker login and reload the broker, which drops the board",
     ),
     (
+        ("announce",),
+        "iotpipe.announce",
+        "announce the boards on Wi-Fi to Home Assistant from their retained meta",
+    ),
+    (("login",), "iotpipe.broker.logins", "add, list or remove a broker login for other software"),
+    (
         ("doctor",),
         "iotpipe.doctor",
         "check this machine (Mosquitto, ports, serial permissions, boards, broker login)",

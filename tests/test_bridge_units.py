@@ -185,7 +185,7 @@ def test_home_assistant_discovery_describes_each_metric() -> None:
     hello = wire.Hello(
         "d1", "0a1b2c3d", 1, "0.2.0", "esp32", ["sht31"], {"temperature": "°C"}, 5000
     )
-    (config,) = discovery.configs(hello, "iotpipe", "iotpipe/bridge/b/status")
+    config = discovery.configs(hello, "iotpipe", "iotpipe/bridge/b/status")[0]
     body = json.loads(config.payload)
     assert config.topic == "homeassistant/sensor/d1/temperature/config" and config.retain
     assert body["device_class"] == "temperature" and body["unit_of_measurement"] == "°C"
