@@ -114,7 +114,7 @@ def test_hysteresis_fires_once_and_a_restart_neither_forgets_nor_refires(
     assert 20.0 in series["v"]  # the reading in the old store is still there
 
 
-def test_for_a_quiet_board_and_a_gap_report_each_notify(
+def test_for_a_quiet_board_a_gap_report_and_an_offline_board_each_notify(
     procs: Procs, broker: Broker, publisher: Publisher, receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     rules = rules_file(
@@ -123,7 +123,8 @@ def test_for_a_quiet_board_and_a_gap_report_each_notify(
         '[[rule]]\nname = "hot for a while"\ndevice = "dev-f"\nmetric = "temperature"\n'
         'above = 35\nfor = "4s"\n'
         '[[rule]]\nname = "gone quiet"\nkind = "quiet"\ndevice = "dev-q"\nintervals = 3\n'
-        '[[rule]]\nname = "readings lost"\nkind = "missing"\n',
+        '[[rule]]\nname = "readings lost"\nkind = "missing"\n'
+        '[[rule]]\nname = "board offline"\nkind = "offline"\n',
     )
     dash = start_dashboard(procs, broker, tmp_path / "dash", "--alerts", str(rules))
     send(publisher, "dev-f", [36, 30])  # above for a moment only
@@ -152,6 +153,11 @@ def test_for_a_quiet_board_and_a_gap_report_each_notify(
     assert lost["title"] == "[REPORTED] readings lost — dev-g"
     assert "12 readings missing (seq 41-52, boot 0a1b2c3d)" in lost["message"]
     assert sum("hot for a while" in t for t in titles(receiver)) == 1
+
+    publisher.send("iotpipe/dev-o/status", b"offline", retain=True)
+    wait_until(lambda: "[FIRING] board offline — dev-o" in titles(receiver), WAIT, "offline")
+    publisher.send("iotpipe/dev-o/status", b"online", retain=True)
+    wait_until(lambda: "[RESOLVED] board offline — dev-o" in titles(receiver), WAIT, "online")
 
 
 def test_a_failing_destination_is_retried_counted_and_shown_and_ack_needs_login(
