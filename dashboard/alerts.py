@@ -216,9 +216,6 @@ class Alerts:
     def since(self, after: int, limit: int) -> list[dict[str, Any]]:
         return self.db.after(after, limit)
 
-    def recent(self) -> list[dict[str, Any]]:
-        return self.db.page(None, 100)
-
     def firing(self) -> list[dict[str, Any]]:
         names = {r.name for r in self.rules.rules}
         with self._lock:

@@ -175,6 +175,7 @@ def test_a_failing_destination_is_retried_counted_and_shown_and_ack_needs_login(
     assert failing.attempts == 3 and failing.got[0].json()["title"].startswith("[FIRING]")
     assert metric(dash, 'iotpipe_dashboard_alert_failed_total{reason="retrying"}') == 2
     wait_until(lambda: metric(dash, "iotpipe_dashboard_alert_sent_total") == 1, WAIT, "sent")
+    assert "iotpipe_dashboard_alert_queue 0" in dash.get("/metrics")[1].splitlines()
     (dest,) = dash.get("/api/alerts/firing")[1]["destinations"]
     assert dest["ok"] is True and dest["failures"] == 2 and dest["name"] == "hook"
     assert "Alert destination" in (ROOT / "dashboard" / "static" / "alerts.js").read_text()
