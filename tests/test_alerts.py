@@ -160,12 +160,17 @@ def test_for_a_quiet_board_a_gap_report_and_an_offline_board_each_notify(
     wait_until(lambda: "[RESOLVED] board offline — dev-o" in titles(receiver), WAIT, "online")
 
 
-def test_a_failing_destination_is_retried_counted_and_shown_and_ack_needs_login(
+def test_a_failing_destination_is_retried_counted_shown_masked_and_ack_needs_login(
     procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
 ) -> None:
     failing = HttpReceiver(fail_first=2)
     try:
-        rules = rules_file(tmp_path / "alerts.toml", failing, HOT + 'repeat = "1h"\n')
+        rules = tmp_path / "alerts.toml"
+        rules.write_text(
+            f'[destinations]\nhook = "json://iot:hunter2secret@127.0.0.1:{failing.port}/in"\n'
+            + HOT
+            + 'repeat = "1h"\n'
+        )
         dash = start_dashboard(procs, broker, tmp_path / "dash", "--alerts", str(rules))
         send(publisher, "dev-a", [40])
         wait_until(lambda: metric(dash, "iotpipe_dashboard_alert_failed_total") >= 1, WAIT, "fail")
@@ -178,6 +183,9 @@ def test_a_failing_destination_is_retried_counted_and_shown_and_ack_needs_login(
     assert "iotpipe_dashboard_alert_queue 0" in dash.get("/metrics")[1].splitlines()
     (dest,) = dash.get("/api/alerts/firing")[1]["destinations"]
     assert dest["ok"] is True and dest["failures"] == 2 and dest["name"] == "hook"
+    assert failing.got[0].headers["Authorization"].startswith("Basic ")  # the secret was used
+    shown = json.dumps(dash.get("/api/alerts/firing")[1]) + dash.proc.output()
+    assert "hunter2secret" not in shown and f"127.0.0.1:{failing.port}" in shown
     assert "Alert destination" in (ROOT / "dashboard" / "static" / "alerts.js").read_text()
 
     (firing,) = dash.get("/api/alerts/firing")[1]["firing"]
