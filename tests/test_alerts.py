@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from iotpipe.dashboard.alert_store import AlertStore
-from iotpipe.dashboard.sqlite_store import SCHEMA, SQLiteStore
+from iotpipe.dashboard.sqlite_store import SCHEMA
 from iotpipe.dashboard.store import open_store
 
 from tests import test_dashboard_support as support
@@ -66,6 +66,45 @@ def metric(dash: support.RunningDashboard, line_start: str) -> int:
     return 0
 
 
+# The history store as main at 1b120ab (before alerts) wrote it: its schema, verbatim.
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY, status TEXT, meta TEXT, last_ts REAL, last TEXT
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (device, metric)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    device TEXT, boot TEXT, seq INTEGER, ts REAL, PRIMARY KEY (device, boot, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
+CREATE TABLE IF NOT EXISTS samples (
+    series INTEGER, ts REAL, value REAL, PRIMARY KEY (series, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollups (
+    series INTEGER, res INTEGER, bucket INTEGER, n INTEGER, sum REAL, min REAL, max REAL,
+    PRIMARY KEY (series, res, bucket)
+) WITHOUT ROWID;
+"""
+
+
+def old_store(path: Path, ts: float, value: float) -> None:
+    """One temperature reading of dev-a in a store file of the old format."""
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(OLD_SCHEMA)
+        conn.execute("INSERT INTO devices VALUES ('dev-a', NULL, NULL, ?, ?)",
+                     (ts, json.dumps({"temperature": value})))  # fmt: skip
+        conn.execute("INSERT INTO series VALUES (1, 'dev-a', 'temperature')")
+        conn.execute("INSERT INTO readings VALUES ('dev-a', '0a1b2c3d', 900, ?)", (ts,))
+        conn.execute("INSERT INTO samples VALUES (1, ?, ?)", (ts, value))
+        for res in (60, 3600):
+            bucket = int(ts // res) * res
+            conn.execute("INSERT INTO rollups VALUES (1, ?, ?, 1, ?, ?, ?)",
+                         (res, bucket, value, value, value))  # fmt: skip
+
+
 HOT = '[[rule]]\nname = "too hot"\nmetric = "temperature"\nabove = 35\nhysteresis = 1\n'
 
 
@@ -73,9 +112,7 @@ def test_hysteresis_fires_once_and_a_restart_neither_forgets_nor_refires(
     procs: Procs, broker: Broker, publisher: Publisher, receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     data = tmp_path / "dash"
-    old = SQLiteStore(data / "history.sqlite3")  # a store as main at 1b120ab wrote it
-    old.write([reading("dev-a", 900, time.time() - 60, temperature=20.0)])
-    old.close()
+    old_store(data / "history.sqlite3", time.time() - 60, 20.0)
     rules = rules_file(tmp_path / "alerts.toml", receiver, HOT)
     args = ("--alerts", str(rules), "--public-url", "http://pi.example:8080")
     dash = start_dashboard(procs, broker, data, *args)
