@@ -68,7 +68,11 @@ class Engine:
     dirty: set[str] = field(default_factory=set)  # keys whose state changed since taken
 
     def state(self, rule: Rule, device: str, metric: str) -> State:
-        return self.states.setdefault(key_of(rule.name, device, metric), State())
+        key = key_of(rule.name, device, metric)
+        found = self.states.get(key)  # not setdefault: a new State per reading is costly
+        if found is None:
+            found = self.states[key] = State()
+        return found
 
     def _touch(self, rule: Rule, device: str, metric: str) -> None:
         self.dirty.add(key_of(rule.name, device, metric))

@@ -88,6 +88,8 @@ class Alerts:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        with self._lock:
+            self._save_states()  # what only moved to or from "pending" since the last tick
         self.notifier.stop()
         self.db.close()
 
@@ -126,7 +128,10 @@ class Alerts:
             self.counters.inc("rejected", "internal_error")
             log.exception("could not handle an event on %s", msg.topic)
 
-    def _emit(self, changes: list[Change]) -> None:
+    def _emit(self, changes: list[Change], flush: bool = False) -> None:
+        """Keep, publish, push and send each change. States are saved with every change;
+        a reading that only moves a rule to or from "pending" is saved by the next tick,
+        so a flood of readings around a threshold does not commit once per reading."""
         now = time.time()
         for change in changes:
             unit = self._units.get(change.device, {}).get(change.metric, "")
@@ -142,6 +147,10 @@ class Alerts:
                 title, body = notification(alert)
                 for dest in self.rules.destinations_of(change.rule):
                     self.notifier.send(dest, title, body)
+        if changes or flush:
+            self._save_states()
+
+    def _save_states(self) -> None:
         dirty = self.engine.take_dirty()
         if dirty:
             try:
@@ -177,7 +186,7 @@ class Alerts:
                     last_poll = time.monotonic()
                     self._maybe_reload()
                 with self._lock:
-                    self._emit(self.engine.tick(time.time()))
+                    self._emit(self.engine.tick(time.time()), flush=True)
             except Exception:  # a daemon logs and carries on
                 log.exception("alert tick failed")
 
@@ -206,9 +215,6 @@ class Alerts:
 
     def since(self, after: int, limit: int) -> list[dict[str, Any]]:
         return self.db.after(after, limit)
-
-    def recent(self) -> list[dict[str, Any]]:
-        return self.db.page(None, 100)
 
     def firing(self) -> list[dict[str, Any]]:
         names = {r.name for r in self.rules.rules}

@@ -108,7 +108,10 @@ class Dashboard:
             hub,
             counters,
             mqtt_connected=ingest.connected.is_set,
-            gauges=lambda: {"writer_queue": writer.queue.qsize()},
+            gauges=lambda: {
+                "writer_queue": writer.queue.qsize(),
+                "alert_queue": alerts.notifier.pending(),
+            },
             commander=commander,
             command_timeout=args.command_timeout,
             alerts=alerts,

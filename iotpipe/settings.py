@@ -51,6 +51,12 @@ def _on_off(text: str) -> bool:
     return text.lower() == "on"
 
 
+def _http_url(text: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", text):
+        raise ValueError(f"{text!r} must be an http:// or https:// address such as http://pi:8080")
+    return text
+
+
 def _default_data_dir() -> str:
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(xdg) / "iotpipe")
@@ -165,7 +171,7 @@ _TABLE = [
         None,
         "dashboard: its address as users reach it, for chart links in alerts "
         "(default: from --http)",
-        str,
+        _http_url,
         "URL",
     ),
     Setting(

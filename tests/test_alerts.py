@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from iotpipe.dashboard.alert_store import AlertStore
-from iotpipe.dashboard.sqlite_store import SCHEMA, SQLiteStore
+from iotpipe.dashboard.sqlite_store import SCHEMA
 from iotpipe.dashboard.store import open_store
 
 from tests import test_dashboard_support as support
@@ -66,6 +66,45 @@ def metric(dash: support.RunningDashboard, line_start: str) -> int:
     return 0
 
 
+# The history store as main at 1b120ab (before alerts) wrote it: its schema, verbatim.
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY, status TEXT, meta TEXT, last_ts REAL, last TEXT
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (device, metric)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    device TEXT, boot TEXT, seq INTEGER, ts REAL, PRIMARY KEY (device, boot, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
+CREATE TABLE IF NOT EXISTS samples (
+    series INTEGER, ts REAL, value REAL, PRIMARY KEY (series, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollups (
+    series INTEGER, res INTEGER, bucket INTEGER, n INTEGER, sum REAL, min REAL, max REAL,
+    PRIMARY KEY (series, res, bucket)
+) WITHOUT ROWID;
+"""
+
+
+def old_store(path: Path, ts: float, value: float) -> None:
+    """One temperature reading of dev-a in a store file of the old format."""
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(OLD_SCHEMA)
+        conn.execute("INSERT INTO devices VALUES ('dev-a', NULL, NULL, ?, ?)",
+                     (ts, json.dumps({"temperature": value})))  # fmt: skip
+        conn.execute("INSERT INTO series VALUES (1, 'dev-a', 'temperature')")
+        conn.execute("INSERT INTO readings VALUES ('dev-a', '0a1b2c3d', 900, ?)", (ts,))
+        conn.execute("INSERT INTO samples VALUES (1, ?, ?)", (ts, value))
+        for res in (60, 3600):
+            bucket = int(ts // res) * res
+            conn.execute("INSERT INTO rollups VALUES (1, ?, ?, 1, ?, ?, ?)",
+                         (res, bucket, value, value, value))  # fmt: skip
+
+
 HOT = '[[rule]]\nname = "too hot"\nmetric = "temperature"\nabove = 35\nhysteresis = 1\n'
 
 
@@ -73,9 +112,7 @@ def test_hysteresis_fires_once_and_a_restart_neither_forgets_nor_refires(
     procs: Procs, broker: Broker, publisher: Publisher, receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     data = tmp_path / "dash"
-    old = SQLiteStore(data / "history.sqlite3")  # a store as main at 1b120ab wrote it
-    old.write([reading("dev-a", 900, time.time() - 60, temperature=20.0)])
-    old.close()
+    old_store(data / "history.sqlite3", time.time() - 60, 20.0)
     rules = rules_file(tmp_path / "alerts.toml", receiver, HOT)
     args = ("--alerts", str(rules), "--public-url", "http://pi.example:8080")
     dash = start_dashboard(procs, broker, data, *args)
@@ -114,7 +151,7 @@ def test_hysteresis_fires_once_and_a_restart_neither_forgets_nor_refires(
     assert 20.0 in series["v"]  # the reading in the old store is still there
 
 
-def test_for_a_quiet_board_and_a_gap_report_each_notify(
+def test_for_a_quiet_board_a_gap_report_and_an_offline_board_each_notify(
     procs: Procs, broker: Broker, publisher: Publisher, receiver: HttpReceiver, tmp_path: Path
 ) -> None:
     rules = rules_file(
@@ -123,7 +160,8 @@ def test_for_a_quiet_board_and_a_gap_report_each_notify(
         '[[rule]]\nname = "hot for a while"\ndevice = "dev-f"\nmetric = "temperature"\n'
         'above = 35\nfor = "4s"\n'
         '[[rule]]\nname = "gone quiet"\nkind = "quiet"\ndevice = "dev-q"\nintervals = 3\n'
-        '[[rule]]\nname = "readings lost"\nkind = "missing"\n',
+        '[[rule]]\nname = "readings lost"\nkind = "missing"\n'
+        '[[rule]]\nname = "board offline"\nkind = "offline"\n',
     )
     dash = start_dashboard(procs, broker, tmp_path / "dash", "--alerts", str(rules))
     send(publisher, "dev-f", [36, 30])  # above for a moment only
@@ -153,13 +191,23 @@ def test_for_a_quiet_board_and_a_gap_report_each_notify(
     assert "12 readings missing (seq 41-52, boot 0a1b2c3d)" in lost["message"]
     assert sum("hot for a while" in t for t in titles(receiver)) == 1
 
+    publisher.send("iotpipe/dev-o/status", b"offline", retain=True)
+    wait_until(lambda: "[FIRING] board offline — dev-o" in titles(receiver), WAIT, "offline")
+    publisher.send("iotpipe/dev-o/status", b"online", retain=True)
+    wait_until(lambda: "[RESOLVED] board offline — dev-o" in titles(receiver), WAIT, "online")
 
-def test_a_failing_destination_is_retried_counted_and_shown_and_ack_needs_login(
+
+def test_a_failing_destination_is_retried_counted_shown_masked_and_ack_needs_login(
     procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
 ) -> None:
     failing = HttpReceiver(fail_first=2)
     try:
-        rules = rules_file(tmp_path / "alerts.toml", failing, HOT + 'repeat = "1h"\n')
+        rules = tmp_path / "alerts.toml"
+        rules.write_text(
+            f'[destinations]\nhook = "json://iot:hunter2secret@127.0.0.1:{failing.port}/in"\n'
+            + HOT
+            + 'repeat = "1h"\n'
+        )
         dash = start_dashboard(procs, broker, tmp_path / "dash", "--alerts", str(rules))
         send(publisher, "dev-a", [40])
         wait_until(lambda: metric(dash, "iotpipe_dashboard_alert_failed_total") >= 1, WAIT, "fail")
@@ -169,8 +217,12 @@ def test_a_failing_destination_is_retried_counted_and_shown_and_ack_needs_login(
     assert failing.attempts == 3 and failing.got[0].json()["title"].startswith("[FIRING]")
     assert metric(dash, 'iotpipe_dashboard_alert_failed_total{reason="retrying"}') == 2
     wait_until(lambda: metric(dash, "iotpipe_dashboard_alert_sent_total") == 1, WAIT, "sent")
+    assert "iotpipe_dashboard_alert_queue 0" in dash.get("/metrics")[1].splitlines()
     (dest,) = dash.get("/api/alerts/firing")[1]["destinations"]
     assert dest["ok"] is True and dest["failures"] == 2 and dest["name"] == "hook"
+    assert failing.got[0].headers["Authorization"].startswith("Basic ")  # the secret was used
+    shown = json.dumps(dash.get("/api/alerts/firing")[1]) + dash.proc.output()
+    assert "hunter2secret" not in shown and f"127.0.0.1:{failing.port}" in shown
     assert "Alert destination" in (ROOT / "dashboard" / "static" / "alerts.js").read_text()
 
     (firing,) = dash.get("/api/alerts/firing")[1]["firing"]

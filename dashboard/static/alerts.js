@@ -97,8 +97,18 @@ async function checkNew() {
   if (items.length) refreshFiring();
 }
 
+function serverReachable() {
+  // app.js shows the live stream's state in #conn; while it is down (a restart, the
+  // network) polling would only fill the console with refused connections.
+  const conn = document.getElementById("conn");
+  return !conn || conn.textContent === "live" || conn.textContent === "connecting…";
+}
+
 function startAlerts() {
-  const tick = () => Promise.all([refreshFiring(), checkNew()]).catch(() => {});
+  const tick = () => {
+    if (!serverReachable()) return Promise.resolve();
+    return Promise.all([refreshFiring(), checkNew()]).catch(() => {});
+  };
   tick();
   setInterval(tick, ALERTS_POLL_MS);
 }
