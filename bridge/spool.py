@@ -220,10 +220,10 @@ class Spool:
                         db.execute(
                             "DELETE FROM seen WHERE device = ? AND boot != ?", (device, mark.boot)
                         )
-                        self._boots[device] = mark.boot
         except SpoolError:
             self._rows, self._bytes = rows, size
             raise
+        self._boots.update((device, mark.boot) for device, mark in (marks or {}).items())
         return dropped
 
     def _trim(self) -> Dropped:
