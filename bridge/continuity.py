@@ -33,6 +33,7 @@ from iotpipe.counters import Counters
 log = logging.getLogger(__name__)
 
 REPLAY_ID = "iotpipe-bridge-replay"
+RETRY_S = 1.0  # after "a replay is running": the board finishes the earlier one first
 REPLAY_QUIET_S = 5.0  # no line for this long while a replay is asked: it is not coming
 NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflict"
 RESTART, SPOOL_FULL, BOARD, BEYOND_RING = "bridge_restart", "spool_full", "board", "beyond_ring"
@@ -87,6 +88,7 @@ class Continuity:
         self._prefix = f"{REPLAY_ID}-{os.urandom(2).hex()}"
         self._numbers = itertools.count(1)
         self._saved: tuple[Any, ...] | None = None
+        self._retry_at = 0.0
         self._added: list[Identity] = []
 
     # --- state from and to the spool --------------------------------------------------
@@ -173,7 +175,7 @@ class Continuity:
             if not above:
                 self.hole_origin[device] = self.origin.get(device, BOARD)
             above.add(seq)
-            if self.replay is None:
+            if self.replay is None and now >= self._retry_at:
                 self.ask(device, now)
             elif len(above) > SEEN_MAX:
                 self._give_up(device)
@@ -219,11 +221,14 @@ class Continuity:
     def is_replay(self, answer_id: str | None) -> bool:
         return answer_id is not None and answer_id.startswith(REPLAY_ID)
 
-    def answered(self, answer: wire.Answer, device: str | None) -> None:
+    def answered(self, answer: wire.Answer, device: str | None, now: float) -> None:
         replay = self.replay
         if replay is None or answer.id != replay.id or device is None:
             return  # an old request's, or asked while the spool could not store
         self.replay = None
+        if not answer.ok and "running" in (answer.error or ""):
+            self._retry_at = now + RETRY_S  # one asked before a reopen is still going
+            return
         if not answer.ok:
             changed(log, "replay_unavailable", device=device, error=answer.error)
             self.counters.inc("replays_failed", "refused")

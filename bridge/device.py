@@ -236,7 +236,7 @@ class Device:
     # --- requests and answers ---------------------------------------------------------
     def _answer(self, answer: wire.Answer) -> None:
         if self.continuity.is_replay(answer.id):
-            self.continuity.answered(answer, self.id)
+            self.continuity.answered(answer, self.id, time.monotonic())
             return
         reply, actions = self.router.answered(answer)
         if reply is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 ROW_OVERHEAD = 40  # bytes SQLite spends per row beyond topic and payload, roughly
 SEEN_MAX = 10_000  # identities kept for dropping replayed duplicates: many board rings
 FILE_NAME = "spool.sqlite"
-WAL_PAGES = 64
+WAL_PAGES = 256
 VERSION = 2  # PRAGMA user_version; 0 is the spool of main at 1b120ab (spool + facts only)
 
 # AUTOINCREMENT: an id is never reused, even after the table was emptied, so the sender's
@@ -37,10 +37,9 @@ CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TE
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS marks (device TEXT PRIMARY KEY, boot TEXT NOT NULL,
                                   seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS seen (id INTEGER PRIMARY KEY, device TEXT NOT NULL,
-                                 boot TEXT NOT NULL, seq INTEGER NOT NULL,
-                                 digest INTEGER NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS seen_identity ON seen (device, boot, seq);
+CREATE TABLE IF NOT EXISTS seen (device TEXT NOT NULL, boot TEXT NOT NULL,
+                                 seq INTEGER NOT NULL, digest INTEGER NOT NULL,
+                                 PRIMARY KEY (device, boot, seq)) WITHOUT ROWID;
 """
 
 Row = tuple[int, str, bytes]
@@ -139,6 +138,7 @@ class Spool:
         ).fetchone()
         self._rows: int = count
         self._bytes: int = size + count * ROW_OVERHEAD
+        self._boots = {d: b for d, b in db.execute("SELECT device, boot FROM marks")}
 
     def _migrate(self) -> None:
         """Version 0 (main at 1b120ab) had no marks: the newest spooled reading of each
@@ -211,13 +211,19 @@ class Spool:
                 self._rows += len(batch)
                 self._bytes += added
                 dropped = self._trim() if self._bytes > self.max_bytes else Dropped(0, [])
-                if identities:
+                for device, mark in (marks or {}).items():  # bounded: the newest of a boot
                     db.execute(
-                        "DELETE FROM seen WHERE id <= (SELECT MAX(id) FROM seen) - ?", (SEEN_MAX,)
+                        "DELETE FROM seen WHERE device = ? AND boot = ? AND seq <= ?",
+                        (device, mark.boot, mark.seq - SEEN_MAX),
                     )
+                    if self._boots.get(device) != mark.boot:
+                        db.execute(
+                            "DELETE FROM seen WHERE device = ? AND boot != ?", (device, mark.boot)
+                        )
         except SpoolError:
             self._rows, self._bytes = rows, size
             raise
+        self._boots.update((device, mark.boot) for device, mark in (marks or {}).items())
         return dropped
 
     def _trim(self) -> Dropped:
@@ -288,7 +294,7 @@ class Spool:
         with self._lock:
             try:
                 rows = self._db.execute(
-                    "SELECT device, boot, seq, digest FROM seen ORDER BY id"
+                    "SELECT device, boot, seq, digest FROM seen ORDER BY seq"
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc) from None
@@ -312,7 +318,7 @@ class Spool:
         fill it before SQLite's automatic checkpoint (at 4 MB) comes. True if it worked."""
         with self._lock:
             try:
-                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                busy = int(self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
             except sqlite3.Error:
                 return False
         return busy == 0

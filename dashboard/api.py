@@ -19,7 +19,6 @@ from iotpipe.dashboard.services import Services
 from iotpipe.dashboard.store import DeviceRow
 
 bp = Blueprint("api", __name__)
-EXPORT_BATCH = 10_000
 # A board is late when it has missed this many readings in a row, plus slack for clocks
 # and the network. A bridge marks a silent serial board offline itself; a battery board on
 # Wi-Fi leaves its status "online" while it sleeps, so lateness is what shows it is gone.
@@ -111,22 +110,19 @@ def export_csv(device: str) -> Response:
     since, until = rng.since, rng.until
 
     def rows() -> Iterator[str]:
+        from iotpipe.export import BATCH, COLUMNS, csv_fields
+        from iotpipe.export import rows as export_rows
+
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["ts", "device", "metric", "value"])
-        for m in chosen:
-            start = since
-            while True:
-                batch = store.raw(row.id, m, start, until, EXPORT_BATCH)
-                for ts, value in batch:
-                    writer.writerow([f"{ts:.3f}", row.id, m, repr(value)])
+        writer.writerow(COLUMNS)
+        for n, fields in enumerate(export_rows(store, row.id, chosen, since, until), 1):
+            writer.writerow(csv_fields(fields))
+            if n % BATCH == 0:
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
-                if len(batch) < EXPORT_BATCH:
-                    break
-                start = batch[-1][0] + 1e-6
-        return
+        yield out.getvalue()
 
     headers = {"Content-Disposition": f'attachment; filename="{row.id}.csv"'}
     return Response(rows(), mimetype="text/csv", headers=headers)

@@ -16,11 +16,24 @@ OPENAPI = Path(__file__).parent / "static" / "openapi.json"
 
 
 @bp.get("/healthz")
-def healthz() -> Response:
-    """200 whenever the dashboard serves: history stays readable while the broker is away,
-    so MQTT state is reported, not made a failure."""
+def healthz() -> tuple[Response, int]:
+    """200 while the store can write; 503 with the reason while it cannot (readings then
+    wait in the broker). History stays readable while the broker is away, so MQTT state is
+    reported, not made a failure. ``subscribed`` is what a first start waits on: from then
+    on the broker keeps every reading for this dashboard."""
     s = services()
-    return jsonify({"ok": True, "mqtt_connected": s.mqtt_connected(), "streams": s.hub.clients})
+    health = s.store_health()
+    body = {
+        "ok": health.ok,
+        "store": health.state,
+        "mqtt_connected": s.mqtt_connected(),
+        "subscribed": s.subscribed(),
+        "streams": s.hub.clients,
+    }
+    if not health.ok:
+        body["reason"] = health.reason
+        body["since"] = health.since
+    return jsonify(body), 200 if health.ok else 503
 
 
 @bp.get("/metrics")

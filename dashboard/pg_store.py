@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from iotpipe.dashboard.store import Bucket, DeviceRow, latest_per_device, rollup_rows
+from iotpipe.dashboard.store import (
+    CONFLICTING_DUPLICATE,
+    SEQ_BACKWARDS,
+    Bucket,
+    DeviceRow,
+    ExportRow,
+    Written,
+    latest_per_device,
+    rollup_rows,
+    same_values,
+)
 from psycopg.types.json import Jsonb
 
 from iotpipe.topics import Telemetry
@@ -28,11 +38,13 @@ CREATE TABLE IF NOT EXISTS series (
     id SERIAL PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (device, metric)
 );
 CREATE TABLE IF NOT EXISTS readings (
-    device TEXT, boot TEXT, seq BIGINT, ts DOUBLE PRECISION, PRIMARY KEY (device, boot, seq)
+    device TEXT, boot TEXT, seq BIGINT, ts DOUBLE PRECISION, uptime_ms BIGINT, flag TEXT,
+    PRIMARY KEY (device, boot, seq)
 );
 CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
 CREATE TABLE IF NOT EXISTS samples (
-    series INTEGER, ts DOUBLE PRECISION, value DOUBLE PRECISION, PRIMARY KEY (series, ts)
+    series INTEGER, ts DOUBLE PRECISION, seq BIGINT, value DOUBLE PRECISION,
+    PRIMARY KEY (series, ts, seq)
 );
 CREATE TABLE IF NOT EXISTS rollups (
     series INTEGER, res INTEGER, bucket BIGINT, n BIGINT, sum DOUBLE PRECISION,
@@ -40,13 +52,43 @@ CREATE TABLE IF NOT EXISTS rollups (
 );
 """
 
+MIGRATE_FROM_0 = """
+SELECT pg_advisory_xact_lock(4242001);
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS uptime_ms BIGINT;
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS flag TEXT;
+ALTER TABLE samples ADD COLUMN seq BIGINT;
+UPDATE samples s SET seq = coalesce((SELECT max(r.seq) FROM readings r JOIN series x
+    ON x.device = r.device WHERE x.id = s.series AND r.ts = s.ts), -1);
+ALTER TABLE samples ALTER COLUMN seq SET NOT NULL;
+ALTER TABLE samples DROP CONSTRAINT samples_pkey;
+ALTER TABLE samples ADD PRIMARY KEY (series, ts, seq);
+"""
+"""Version 0 (1b120ab) kept one sample per (series, ts): see sqlite_store.MIGRATE_FROM_0."""
+
 INSERT_READINGS = """
-INSERT INTO readings SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::float8[])
+INSERT INTO readings SELECT * FROM unnest(
+    %s::text[], %s::text[], %s::bigint[], %s::float8[], %s::bigint[], %s::text[])
 ON CONFLICT DO NOTHING RETURNING device, boot, seq
 """
 INSERT_SAMPLES = """
-INSERT INTO samples SELECT * FROM unnest(%s::int[], %s::float8[], %s::float8[])
-ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value
+INSERT INTO samples SELECT * FROM unnest(%s::int[], %s::float8[], %s::bigint[], %s::float8[])
+ON CONFLICT DO NOTHING
+"""
+HIGHEST = """
+SELECT device, boot, max(seq) FROM readings
+WHERE (device, boot) IN (SELECT * FROM unnest(%s::text[], %s::text[])) GROUP BY device, boot
+"""
+STORED = """
+SELECT r.ts, r.uptime_ms, x.metric, s.value FROM readings r
+LEFT JOIN series x ON x.device = r.device
+LEFT JOIN samples s ON s.series = x.id AND s.ts = r.ts AND s.seq = r.seq
+WHERE r.device = %s AND r.boot = %s AND r.seq = %s
+"""
+EXPORT = """
+SELECT s.ts, s.value, r.boot, s.seq, r.uptime_ms, r.flag FROM samples s
+LEFT JOIN readings r ON r.ts = s.ts AND r.device = %(device)s AND r.seq = s.seq
+WHERE s.series = %(series)s AND (s.ts, s.seq) > (%(ts)s, %(seq)s) AND s.ts < %(until)s
+ORDER BY s.ts, s.seq LIMIT %(limit)s
 """
 UPSERT_ROLLUPS = """
 INSERT INTO rollups SELECT * FROM unnest(
@@ -89,6 +131,16 @@ class PostgresStore:
         self._series: dict[tuple[str, str], int] = {}
         with self._conn().transaction():
             self._conn().execute(SCHEMA)
+            found = (
+                self._conn()
+                .execute(
+                    "SELECT 1 FROM information_schema.columns "
+                    "WHERE table_name = 'samples' AND column_name = 'seq'"
+                )
+                .fetchone()
+            )
+            if found is None:
+                self._conn().execute(MIGRATE_FROM_0)
 
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -117,32 +169,67 @@ class PostgresStore:
             found = self._series[key] = int(row[0])
         return found
 
-    def write(self, readings: Sequence[Telemetry]) -> list[Telemetry]:
+    def write(self, readings: Sequence[Telemetry]) -> Written:
         conn = self._conn()
         first: dict[tuple[str, str, int], Telemetry] = {}
+        written = Written()
         for r in readings:
-            first.setdefault((r.device, r.boot, r.seq), r)
+            seen = first.setdefault((r.device, r.boot, r.seq), r)
+            if seen is not r and not same_values(r, seen.ts, seen.uptime_ms, seen.metrics):
+                written.refused.append((r, CONFLICTING_DUPLICATE))
         ids = {
             (r.device, m): self._series_id(r.device, m) or 0
             for r in first.values()
             for m in r.metrics
         }
         with conn.transaction():
-            cols = _columns([(*k, r.ts) for k, r in first.items()])
+            flags = self._flags(conn, list(first.values()))
+            cols = _columns([(*k, r.ts, r.uptime_ms, flags[k]) for k, r in first.items()])
             new_keys = {tuple(k) for k in conn.execute(INSERT_READINGS, cols)} if cols else set()
-            fresh = [r for k, r in first.items() if k in new_keys]
-            by_key = {(ids[(r.device, m)], r.ts): v for r in fresh for m, v in r.metrics.items()}
-            samples = [(s, t, v) for (s, t), v in by_key.items()]
+            for k, r in first.items():
+                if k in new_keys:
+                    written.append(r)
+                    if flags[k]:
+                        written.flagged.append((r, flags[k] or ""))
+                elif not self._same_as_stored(conn, r):
+                    written.refused.append((r, CONFLICTING_DUPLICATE))
+            samples = [
+                (ids[(r.device, m)], r.ts, r.seq, v) for r in written for m, v in r.metrics.items()
+            ]
             if samples:
                 conn.execute(INSERT_SAMPLES, _columns(samples))
-                rollups = sorted(rollup_rows(samples))
+                rollups = sorted(rollup_rows((s, t, v) for s, t, _, v in samples))
                 conn.execute(UPSERT_ROLLUPS, _columns(rollups))
-            newest = latest_per_device(fresh)
+            newest = latest_per_device(written)
             with conn.cursor() as cur:
                 cur.executemany(
                     UPDATE_LAST, [(d, r.ts, Jsonb(r.metrics)) for d, r in sorted(newest.items())]
                 )
-        return fresh
+        return written
+
+    @staticmethod
+    def _flags(
+        conn: psycopg.Connection[Any], readings: list[Telemetry]
+    ) -> dict[tuple[str, str, int], str | None]:
+        boots = sorted({(r.device, r.boot) for r in readings})
+        top = {(d, b): int(q) for d, b, q in conn.execute(HIGHEST, _columns(boots) or [[], []])}
+        flags: dict[tuple[str, str, int], str | None] = {}
+        for r in readings:
+            before = top.get((r.device, r.boot))
+            flags[(r.device, r.boot, r.seq)] = (
+                SEQ_BACKWARDS if before is not None and r.seq < before else None
+            )
+            if before is None or r.seq > before:
+                top[(r.device, r.boot)] = r.seq
+        return flags
+
+    @staticmethod
+    def _same_as_stored(conn: psycopg.Connection[Any], r: Telemetry) -> bool:
+        rows = conn.execute(STORED, (r.device, r.boot, r.seq)).fetchall()
+        if not rows:
+            return True  # another dashboard of the group is storing it in this moment
+        values = {m: float(v) for _, _, m, v in rows if m is not None and v is not None}
+        return same_values(r, float(rows[0][0]), rows[0][1], values)
 
     def set_status(self, device: str, status: str) -> None:
         self._conn().execute(
@@ -178,7 +265,7 @@ class PostgresStore:
             return []
         rows = self._conn().execute(
             "SELECT ts, value FROM samples WHERE series = %s AND ts >= %s AND ts < %s "
-            "ORDER BY ts LIMIT %s",
+            "ORDER BY ts, seq LIMIT %s",
             (series, since, until, limit),
         )
         return [(float(t), float(v)) for t, v in rows]
@@ -199,6 +286,26 @@ class PostgresStore:
         }
         rows = self._conn().execute(BUCKETS_ROLLUP if res else BUCKETS_RAW, params)
         return [Bucket(lo[1], lo[0], hi[1], hi[0]) for _, lo, hi in rows]
+
+    def export(
+        self, device: str, metric: str, after: tuple[float, int], until: float, limit: int
+    ) -> list[ExportRow]:
+        series = self._series_id(device, metric, create=False)
+        if series is None:
+            return []
+        params = {
+            "series": series,
+            "device": device,
+            "ts": after[0],
+            "seq": after[1],
+            "until": until,
+            "limit": limit,
+        }
+        rows = self._conn().execute(EXPORT, params)
+        return [
+            ExportRow(float(t), float(v), b, None if q < 0 else int(q), u, f)
+            for t, v, b, q, u, f in rows
+        ]
 
     def prune(self, before: float, keep_per_series: int) -> int:
         conn = self._conn()

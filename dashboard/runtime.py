@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, replace
@@ -58,6 +59,14 @@ def _open(location: str | Path) -> Store:
         raise UserError(f"cannot open the history store: {message} — check --store") from None
 
 
+def write_private(path: Path, text: str) -> None:
+    """``text`` into ``path``, readable by its owner only (also when it existed before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def reading_event(r: Telemetry) -> dict[str, Any]:
     return {"device": r.device, "ts": r.ts, "seq": r.seq, "metrics": r.metrics}
 
@@ -87,6 +96,7 @@ class Dashboard:
         ingest = Ingest(
             broker, args.base_topic, ident, writer.put, counters, args.share_group, args.mqtt_ca
         )
+        writer.ack = ingest.ack
         commander = Commander(ingest.client, args.base_topic, ident, counters)
         ingest.extra_subscriptions[commander.reply_topic] = commander.on_reply
         alerts = announce.alerts = Alerts(
@@ -99,7 +109,7 @@ class Dashboard:
             lambda topic, payload: _publish(ingest, topic, payload),
             lambda alert: hub.publish("alert", alert),
         )
-        writer.store_health = alerts.store_state
+        writer.on_health = alerts.store_state
         _route_events(ingest, args.base_topic, alerts)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGHUP, lambda _sig, _frame: alerts.request_reload())
@@ -111,14 +121,20 @@ class Dashboard:
             gauges=lambda: {
                 "writer_queue": writer.queue.qsize(),
                 "alert_queue": alerts.notifier.pending(),
+                "store_cannot_write": 0 if writer.health.ok else 1,
             },
+            store_health=lambda: writer.health,
+            subscribed=ingest.subscribed.is_set,
             commander=commander,
             command_timeout=args.command_timeout,
             alerts=alerts,
         )
         token = load_token(Path(args.data))
-        # At INFO in the dashboard's own log, which only its user can read (DATA/api-token).
-        log.info("to send commands, log in once at %slogin?token=%s", args.http.url, token)
+        # The URL holds the token: into a file only its owner reads, never into the log
+        # (a journal or a log file may be readable by others).
+        login_url = Path(args.data) / "login-url"
+        write_private(login_url, f"{args.http.url}login?token={token}\n")
+        log.info("to send commands, log in once at the URL in %s", login_url)
         app = create_app(services, token)
         return cls(store, writer, ingest, hub, counters, app, alerts)
 
@@ -128,9 +144,10 @@ class Dashboard:
         self.ingest.start()
 
     def stop(self) -> None:
+        # The writer first, while connected: what it commits is acknowledged before we go.
+        self.writer.stop()
         self.ingest.stop()
         self.hub.close()
-        self.writer.stop()
         self.alerts.stop()
         self.store.close()
 

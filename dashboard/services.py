@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from iotpipe.dashboard.live import Hub
 from iotpipe.dashboard.store import Store
+from iotpipe.dashboard.writer import Health
 
 from iotpipe.counters import Counters
 
@@ -26,3 +27,5 @@ class Services:
     commander: Commander | None = None
     command_timeout: float = 5.0
     alerts: Alerts | None = None
+    store_health: Callable[[], Health] = lambda: Health("ok")
+    subscribed: Callable[[], bool] = lambda: False

@@ -9,6 +9,7 @@ page caches stays bounded however many server threads there are.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -17,28 +18,68 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from iotpipe.dashboard.store import Bucket, DeviceRow, latest_per_device, rollup_rows
+from iotpipe.dashboard.store import (
+    CONFLICTING_DUPLICATE,
+    SEQ_BACKWARDS,
+    Bucket,
+    DeviceRow,
+    ExportRow,
+    Written,
+    latest_per_device,
+    rollup_rows,
+    same_values,
+)
 
 from iotpipe.topics import Telemetry
 
+SCHEMA_VERSION = 1
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY, status TEXT, meta TEXT, last_ts REAL, last TEXT
-);
-CREATE TABLE IF NOT EXISTS series (
+BEGIN;
+CREATE TABLE devices (id TEXT PRIMARY KEY, status TEXT, meta TEXT, last_ts REAL, last TEXT);
+CREATE TABLE series (
     id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (device, metric)
 );
-CREATE TABLE IF NOT EXISTS readings (
-    device TEXT, boot TEXT, seq INTEGER, ts REAL, PRIMARY KEY (device, boot, seq)
+CREATE TABLE readings (
+    device TEXT, boot TEXT, seq INTEGER, ts REAL, uptime_ms INTEGER, flag TEXT,
+    PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
-CREATE TABLE IF NOT EXISTS samples (
-    series INTEGER, ts REAL, value REAL, PRIMARY KEY (series, ts)
+CREATE INDEX readings_ts ON readings (ts);
+CREATE TABLE samples (
+    series INTEGER, ts REAL, seq INTEGER, value REAL, PRIMARY KEY (series, ts, seq)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollups (
+CREATE TABLE rollups (
     series INTEGER, res INTEGER, bucket INTEGER, n INTEGER, sum REAL, min REAL, max REAL,
     PRIMARY KEY (series, res, bucket)
 ) WITHOUT ROWID;
+PRAGMA user_version = 1;
+COMMIT;
+"""
+
+MIGRATE_FROM_0 = """
+BEGIN;
+ALTER TABLE readings ADD COLUMN uptime_ms INTEGER;
+ALTER TABLE readings ADD COLUMN flag TEXT;
+CREATE TABLE samples_v1 (
+    series INTEGER, ts REAL, seq INTEGER, value REAL, PRIMARY KEY (series, ts, seq)
+) WITHOUT ROWID;
+INSERT INTO samples_v1 SELECT s.series, s.ts, coalesce(
+    (SELECT max(r.seq) FROM readings r WHERE r.ts = s.ts AND r.device = x.device), -1), s.value
+FROM samples s JOIN series x ON x.id = s.series;
+DROP TABLE samples;
+ALTER TABLE samples_v1 RENAME TO samples;
+PRAGMA user_version = 1;
+COMMIT;
+"""
+"""Version 0 kept one sample per (series, ts): its seq is the reading's of that receipt
+time (-1 when none is left); its uptime stays unknown (NULL)."""
+
+INSERT_READING = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?)"
+
+EXPORT = """
+SELECT s.ts, s.value, r.boot, s.seq, r.uptime_ms, r.flag FROM samples s
+LEFT JOIN readings r ON r.ts = s.ts AND r.device = :device AND r.seq = s.seq
+WHERE s.series = :series AND (s.ts > :ts OR (s.ts = :ts AND s.seq > :seq)) AND s.ts < :until
+ORDER BY s.ts, s.seq LIMIT :limit
 """
 
 UPSERT_ROLLUP = """
@@ -72,7 +113,7 @@ READERS = 4
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private(path)
         self._local = threading.local()
         self._series: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -81,7 +122,7 @@ class SQLiteStore:
         self._slots = threading.BoundedSemaphore(READERS)
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
+        migrate(conn)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
@@ -128,41 +169,97 @@ class SQLiteStore:
             found = self._series[key] = int(row[0])
         return found
 
-    def write(self, readings: Sequence[Telemetry]) -> list[Telemetry]:
+    def write(self, readings: Sequence[Telemetry]) -> Written:
+        try:
+            return self._write(readings)
+        except Exception:
+            self._series.clear()  # ids made by the rolled-back transaction are not stored
+            raise
+
+    def _write(self, readings: Sequence[Telemetry]) -> Written:
         conn = self._conn()
         with conn:
-            fresh = self._fresh(conn, readings)
+            written = self._fresh(conn, readings)
             ids = self._series
             samples = []
-            for r in fresh:
+            for r in written:
                 for m, v in r.metrics.items():
                     series = ids.get((r.device, m)) or self._series_id(r.device, m) or 0
-                    samples.append((series, r.ts, v))
-            conn.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", samples)
-            conn.executemany(UPSERT_ROLLUP, rollup_rows(samples))
-            newest = latest_per_device(fresh)
+                    samples.append((series, r.ts, r.seq, v))
+            conn.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?)", samples)
+            conn.executemany(UPSERT_ROLLUP, rollup_rows((s, t, v) for s, t, _, v in samples))
+            newest = latest_per_device(written)
             conn.executemany(
                 UPDATE_LAST,
                 [(d, r.ts, json.dumps(r.metrics)) for d, r in newest.items()],
             )
-        return fresh
+        return written
 
-    @staticmethod
-    def _fresh(conn: sqlite3.Connection, readings: Sequence[Telemetry]) -> list[Telemetry]:
+    def _fresh(self, conn: sqlite3.Connection, readings: Sequence[Telemetry]) -> Written:
         """The readings not stored before. Nearly always that is all of them, which one
         executemany shows by its change count; only a batch with a duplicate is redone one
-        reading at a time to find which."""
-        keys = [(r.device, r.boot, r.seq, r.ts) for r in readings]
+        reading at a time to find which, and whether each copy has the stored values."""
+        flags = _flags(readings, self._highest(conn, readings))
+        rows = [
+            (r.device, r.boot, r.seq, r.ts, r.uptime_ms, f)
+            for r, f in zip(readings, flags, strict=True)
+        ]
         savepoint = conn.total_changes
         conn.execute("SAVEPOINT fresh")
-        conn.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?)", keys)
-        if conn.total_changes - savepoint == len(keys):
+        conn.executemany(INSERT_READING, rows)
+        if conn.total_changes - savepoint == len(rows):
             conn.execute("RELEASE fresh")
-            return list(readings)
-        conn.execute("ROLLBACK TO fresh")
-        conn.execute("RELEASE fresh")
-        insert = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?)"
-        return [r for r, k in zip(readings, keys, strict=True) if conn.execute(insert, k).rowcount]
+            written = Written(readings)
+        else:
+            conn.execute("ROLLBACK TO fresh")
+            conn.execute("RELEASE fresh")
+            written = Written()
+            batch: dict[tuple[str, str, int], Telemetry] = {}
+            for r, row in zip(readings, rows, strict=True):
+                key = (r.device, r.boot, r.seq)
+                if conn.execute(INSERT_READING, row).rowcount:
+                    written.append(r)
+                    batch[key] = r
+                elif not self._same_as_stored(conn, r, batch.get(key)):
+                    written.refused.append((r, CONFLICTING_DUPLICATE))
+        fresh = {id(r) for r in written}
+        written.flagged = [
+            (r, f) for r, f in zip(readings, flags, strict=True) if f and id(r) in fresh
+        ]
+        return written
+
+    @staticmethod
+    def _highest(
+        conn: sqlite3.Connection, readings: Sequence[Telemetry]
+    ) -> dict[tuple[str, str], int]:
+        """The highest seq stored so far of each (device, boot) in the batch."""
+        boots = {(r.device, r.boot) for r in readings}
+        found: dict[tuple[str, str], int] = {}
+        for key in boots:
+            (top,) = conn.execute(
+                "SELECT max(seq) FROM readings WHERE device = ? AND boot = ?", key
+            ).fetchone()
+            if top is not None:
+                found[key] = int(top)
+        return found
+
+    def _same_as_stored(
+        self, conn: sqlite3.Connection, r: Telemetry, in_batch: Telemetry | None
+    ) -> bool:
+        if in_batch is not None:
+            return same_values(r, in_batch.ts, in_batch.uptime_ms, in_batch.metrics)
+        ts, uptime = conn.execute(
+            "SELECT ts, uptime_ms FROM readings WHERE device = ? AND boot = ? AND seq = ?",
+            (r.device, r.boot, r.seq),
+        ).fetchone()
+        stored = dict(
+            conn.execute(
+                "SELECT x.metric, s.value FROM samples s JOIN series x ON x.id = s.series "
+                "WHERE x.device = ? AND s.ts = ? AND s.seq = ?",
+                (r.device, ts, r.seq),
+            ).fetchall()
+        )
+        return same_values(r, ts, uptime, stored)
 
     def set_status(self, device: str, status: str) -> None:
         with self._conn() as conn:
@@ -206,7 +303,7 @@ class SQLiteStore:
                 return []
             rows = conn.execute(
                 "SELECT ts, value FROM samples WHERE series = ? AND ts >= ? AND ts < ? "
-                "ORDER BY ts LIMIT ?",
+                "ORDER BY ts, seq LIMIT ?",
                 (series, since, until, limit),
             ).fetchall()
         return [(float(t), float(v)) for t, v in rows]
@@ -231,6 +328,27 @@ class SQLiteStore:
             highs = {b: (v, t) for b, v, t in conn.execute(sql.format(agg="max"), params)}
         return [Bucket(t, v, highs[b][1], highs[b][0]) for b, v, t in lows]
 
+    def export(
+        self, device: str, metric: str, after: tuple[float, int], until: float, limit: int
+    ) -> list[ExportRow]:
+        with self._reader() as conn:
+            series = self._series_id(device, metric, conn)
+            if series is None:
+                return []
+            params = {
+                "series": series,
+                "device": device,
+                "ts": after[0],
+                "seq": after[1],
+                "until": until,
+                "limit": limit,
+            }
+            rows = conn.execute(EXPORT, params).fetchall()
+        return [
+            ExportRow(float(t), float(v), b, None if q < 0 else int(q), u, f)
+            for t, v, b, q, u, f in rows
+        ]
+
     def prune(self, before: float, keep_per_series: int) -> int:
         conn = self._conn()
         dropped = 0
@@ -253,3 +371,41 @@ class SQLiteStore:
             self._all.clear()
         self._local = threading.local()
         self._idle = queue.LifoQueue()
+
+
+def _flags(readings: Sequence[Telemetry], highest: dict[tuple[str, str], int]) -> list[str | None]:
+    """SEQ_BACKWARDS for each reading below a seq of its boot stored or seen before it."""
+    top = dict(highest)
+    flags: list[str | None] = []
+    for r in readings:
+        key = (r.device, r.boot)
+        before = top.get(key)
+        flags.append(SEQ_BACKWARDS if before is not None and r.seq < before else None)
+        if before is None or r.seq > before:
+            top[key] = r.seq
+    return flags
+
+
+def private(path: Path) -> None:
+    """The data directory 0700 and the history file 0600 (SQLite gives its -wal and -shm
+    files the same mode): readings are their owner's alone, also for a file an older
+    release made readable by everyone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema in a new file, or bring an older one to SCHEMA_VERSION."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'readings'").fetchone()
+    if not tables[0]:
+        conn.executescript(SCHEMA)
+    elif version == 0:
+        conn.executescript(MIGRATE_FROM_0)
+    elif version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"history schema version {version} is newer than this release knows "
+            f"({SCHEMA_VERSION}): upgrade iotpipe"
+        )

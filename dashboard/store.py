@@ -5,10 +5,15 @@ PostgreSQL (``pg_store``, for a store shared by several dashboards). Everything 
 store (ingest, the series API) sees only this Protocol.
 
 Layout, the same in both: ``readings`` holds the key ``(device, boot, seq)`` of every reading
-kept, which is how a redelivered reading is recognised; ``samples`` holds one row per
-(series, ts) where a series is one device's metric; ``rollups`` keeps count, sum, min and
-max per series per minute and per hour, updated with every batch, so a long range is
-answered from a few thousand rollup rows instead of millions of samples.
+kept, which is how a redelivered reading is recognised, with its board uptime and a flag
+(see :class:`Written`); ``samples`` holds one row per (series, ts, seq) where a series is
+one device's metric (seq in the key: readings the bridge read in one go share their receipt
+time, and none may overwrite another); ``rollups`` keeps count, sum, min and max per series
+per minute and per hour, updated with every batch, so a long range is answered from a few
+thousand rollup rows instead of millions of samples.
+
+Schema versions: 0 is what 1b120ab wrote (samples keyed by (series, ts), no uptime or flag);
+1 is the layout above. Opening a store migrates it in one transaction.
 """
 
 from __future__ import annotations
@@ -44,9 +49,45 @@ class Bucket:
     v_max: float
 
 
+SEQ_BACKWARDS = "seq_backwards"
+"""Flag of a reading stored after a later seq of its boot (a replayed gap fill, or a board
+whose counter went back): kept, counted and shown in the export, never hidden."""
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
+"""Reason a second copy of (device, boot, seq) with other values is refused: the first
+copy stays, the conflict is counted and logged, never taken for a plain redelivery."""
+
+
+class Written(list[Telemetry]):
+    """The readings a write stored (those not seen before), and what it refused or flagged."""
+
+    def __init__(self, fresh: Iterable[Telemetry] = ()) -> None:
+        super().__init__(fresh)
+        self.refused: list[tuple[Telemetry, str]] = []
+        self.flagged: list[tuple[Telemetry, str]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One sample with the identity and both clocks of the reading it came from."""
+
+    ts: float
+    value: float
+    boot: str | None  # None only for samples an old store kept without their reading
+    seq: int | None
+    uptime_ms: int | None  # None for readings stored before schema version 1
+    flag: str | None
+
+
+def same_values(a: Telemetry, ts: float, uptime_ms: int | None, values: dict[str, float]) -> bool:
+    """Whether a stored reading (its ts, uptime and values) is the same as ``a``."""
+    return bool(a.ts == ts and uptime_ms in (None, a.uptime_ms) and a.metrics == values)
+
+
 class Store(Protocol):
-    def write(self, readings: Sequence[Telemetry]) -> list[Telemetry]:
-        """Keep the readings not seen before (by device, boot, seq); return those."""
+    def write(self, readings: Sequence[Telemetry]) -> Written:
+        """Keep the readings not seen before (by device, boot, seq), in one transaction;
+        return those, with any refused as conflicting and any flagged. Raises when it
+        cannot write (nothing of the batch is then kept)."""
 
     def set_status(self, device: str, status: str) -> None: ...
     def set_meta(self, device: str, meta: dict[str, Any]) -> None: ...
@@ -62,6 +103,12 @@ class Store(Protocol):
         self, device: str, metric: str, since: float, until: float, width: float, res: int
     ) -> list[Bucket]:
         """Min and max per ``width`` seconds, from samples (res 0) or rollups of ``res`` s."""
+
+    def export(
+        self, device: str, metric: str, after: tuple[float, int], until: float, limit: int
+    ) -> list[ExportRow]:
+        """Up to ``limit`` samples after the (ts, seq) ``after`` with ts < until, in
+        (ts, seq) order, each with its reading's identity and clocks."""
 
     def prune(self, before: float, keep_per_series: int) -> int:
         """Drop samples older than ``before`` or beyond the newest ``keep_per_series`` of a
@@ -127,6 +174,11 @@ def open_store(location: str | Path) -> Store:
                 f"PostgreSQL support is not usable ({exc}) — pip install 'iotpipe[postgres]'"
             ) from None
         return PostgresStore(text)
+    from iotpipe.dashboard import damaged
     from iotpipe.dashboard.sqlite_store import SQLiteStore
 
-    return SQLiteStore(Path(location) / "history.sqlite3")
+    path = Path(location) / "history.sqlite3"
+    why = damaged.problem(path)
+    if why is not None:
+        damaged.keep_aside(path, why)
+    return SQLiteStore(path)

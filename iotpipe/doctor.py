@@ -14,6 +14,7 @@ import os
 import pwd
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,8 +106,42 @@ def _dashboard_answers(http: HostPort) -> bool:
     try:
         with urllib.request.urlopen(http.url + "healthz", timeout=2) as response:
             return bool(json.loads(response.read()).get("ok"))
+    except urllib.error.HTTPError as exc:  # 503: a dashboard whose store cannot write
+        try:
+            return "store" in json.loads(exc.read())
+        except (ValueError, AttributeError):
+            return False
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def check_store(args: argparse.Namespace) -> Check:
+    """The dashboard's SQLite history: sound, damaged, or damaged files kept aside."""
+    from iotpipe.dashboard import damaged
+
+    data: Path = args.data
+    found = [d / "history.sqlite3" for d in (data, data / "dashboard")]
+    path = next((p for p in found if p.is_file()), None)
+    if path is None:
+        return Check(OK, "history", f"no history in {data} yet")
+    why = damaged.problem(path, read_only=True)
+    if why is not None:
+        return Check(
+            FAIL,
+            "history",
+            f"{path} is damaged ({why})",
+            "restart the dashboard: it keeps the file aside and starts a new store "
+            '(docs/dashboard.md, "A damaged history file")',
+        )
+    aside = damaged.kept_aside(path.parent)
+    if aside:
+        return Check(
+            WARN,
+            "history",
+            f"{path} is sound; a damaged one was kept aside: {aside[-1]}",
+            damaged.recover_command(aside[-1]),
+        )
+    return Check(OK, "history", f"{path} passes SQLite's quick check")
 
 
 def check_http_port(args: argparse.Namespace) -> Check:
@@ -223,6 +258,7 @@ def run_checks(args: argparse.Namespace, say: Callable[[str], None]) -> list[Che
         lambda done: check_http_port(args),
         lambda done: check_serial_permissions(args),
         lambda done: check_boards(args),
+        lambda done: check_store(args),
         lambda done: check_spools(args),
     ]
     checks: list[Check] = []

@@ -1,9 +1,13 @@
 """`iotpipe export --device ID`: a device's history from the dashboard's store, as CSV or
 Parquet, through the store's public interface (``iotpipe.dashboard.store.Store``).
 
-Rows are ``ts,device,metric,value`` (ts in Unix seconds UTC), metric by metric, oldest
-first, read in batches so a year of readings never sits in memory. Parquet needs pyarrow,
-which is optional (``pip install pyarrow``).
+Rows are ``ts,device,metric,value,boot,seq,uptime_ms,flag`` (ts: the receipt time in Unix
+seconds UTC; boot, seq and uptime_ms: the reading's identity and the board's own clock, so
+completeness and order can be checked without the database; flag: why a reading is marked,
+e.g. ``seq_backwards``), metric by metric, oldest first, read in batches so a year of
+readings never sits in memory. The first four columns are those of earlier releases, in
+the same order, so what read an older export reads this one. Parquet needs pyarrow, which is
+optional (``pip install pyarrow``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ if TYPE_CHECKING:
     from iotpipe.dashboard.store import Store
 
 BATCH = 10_000
-Row = tuple[float, str, str, float]
+COLUMNS = ("ts", "device", "metric", "value", "boot", "seq", "uptime_ms", "flag")
+Row = tuple[float, str, str, float, str | None, int | None, int | None, str | None]
 
 
 def moment(text: str) -> float:
@@ -86,6 +91,14 @@ def open_history(args: argparse.Namespace) -> Store:
             f"no dashboard history in {data} — pass the dashboard's --data directory "
             "(or --store for PostgreSQL)"
         )
+    from iotpipe.dashboard import damaged
+
+    why = damaged.problem(data / "history.sqlite3", read_only=True)
+    if why is not None:  # the dashboard keeps it aside at its next start; export leaves it
+        raise UserError(
+            f"{data / 'history.sqlite3'} is damaged ({why}) — to read what it still holds: "
+            f"{damaged.recover_command(data / 'history.sqlite3')}"
+        )
     return open_store(data)
 
 
@@ -93,14 +106,29 @@ def rows(
     store: Store, device: str, metrics: list[str], since: float, until: float
 ) -> Iterator[Row]:
     for metric in metrics:
-        start = since
+        after = (since, -2)  # before every seq, also -1 (a sample an old store kept alone)
         while True:
-            batch = store.raw(device, metric, start, until, BATCH)
-            for ts, value in batch:
-                yield ts, device, metric, value
+            batch = store.export(device, metric, after, until, BATCH)
+            for r in batch:
+                yield r.ts, device, metric, r.value, r.boot, r.seq, r.uptime_ms, r.flag
             if len(batch) < BATCH:
                 break
-            start = batch[-1][0] + 1e-6  # samples are unique per (series, ts)
+            last = batch[-1]
+            after = (last.ts, last.seq if last.seq is not None else -1)
+
+
+def csv_fields(row: Row) -> list[str]:
+    ts, device, metric, value, boot, seq, uptime, flag = row
+    return [
+        f"{ts:.3f}",
+        device,
+        metric,
+        repr(value),
+        boot or "",
+        "" if seq is None else str(seq),
+        "" if uptime is None else str(uptime),
+        flag or "",
+    ]
 
 
 class Progress:
@@ -125,9 +153,9 @@ class Progress:
 
 def write_csv(out: TextIO, source: Iterator[Row], progress: Progress) -> None:
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["ts", "device", "metric", "value"])
-    for ts, device, metric, value in source:
-        writer.writerow([f"{ts:.3f}", device, metric, repr(value)])
+    writer.writerow(COLUMNS)
+    for row in source:
+        writer.writerow(csv_fields(row))
         progress.step()
 
 
@@ -140,9 +168,9 @@ def write_parquet(path: Path, source: Iterator[Row], progress: Progress) -> None
             "--format parquet needs pyarrow, which is not installed — "
             "`pip install pyarrow` (in iotpipe's environment), or use --format csv"
         ) from None
-    names = ("ts", "device", "metric", "value")
-    types = (pa.float64(), pa.string(), pa.string(), pa.float64())
-    schema = pa.schema(list(zip(names, types, strict=True)))
+    number, text, whole = pa.float64(), pa.string(), pa.int64()
+    types = (number, text, text, number, text, whole, whole, text)
+    schema = pa.schema(list(zip(COLUMNS, types, strict=True)))
     with pq.ParquetWriter(str(path), schema) as writer:
         for chunk in _chunks(source):
             columns = [list(column) for column in zip(*chunk, strict=True)]

@@ -1,20 +1,28 @@
 """`iotpipe up`: the whole pipeline on one machine, in one command.
 
-Mosquitto, N virtual boards (or the board on --serial), a bridge per board, virtual
-boards on Wi-Fi (``--virtual-wifi``: no bridge, each with its own broker login) and the
-dashboard, each a child process started in order and waited for; progress is printed as
+Mosquitto, the dashboard, N virtual boards (or the board on --serial), a bridge per board
+and virtual boards on Wi-Fi (``--virtual-wifi``: no bridge, each with its own broker
+login), each a child process started in that order and waited for; progress is printed as
 it happens; Ctrl-C (or SIGTERM) stops every child this command started.
+
+The dashboard comes right after the broker and counts as ready only once its persistent
+session holds its subscriptions (``/healthz`` says ``"subscribed": true``): from then on
+the broker keeps every reading for it, so the history starts at each board's seq 0. The
+data directory and the log directory are 0700 and each log 0600: logs name devices and
+the broker's users, and the history is nobody else's business.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -63,12 +71,31 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
+def _subscribed(url: str) -> bool:
+    """The dashboard's /healthz says its broker session holds its subscriptions."""
     try:
         with urllib.request.urlopen(url, timeout=0.5) as response:
-            return bool(response.status == 200)
-    except OSError:
+            return bool(json.loads(response.read()).get("subscribed"))
+    except urllib.error.HTTPError as exc:  # 503: its store cannot write, yet subscribed
+        try:
+            return bool(json.loads(exc.read()).get("subscribed"))
+        except ValueError:
+            return False
+    except (OSError, ValueError):
         return False
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_log(path: Path) -> Path:
+    """A log file only its owner can read (the children append to it)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(path, 0o600)
+    return path
 
 
 def _running_for(seconds: float) -> Callable[[], bool]:
@@ -165,7 +192,7 @@ def _start_wifi_boards(sup: Supervisor, args: argparse.Namespace, logs: Path) ->
                 device,
                 argv,
                 _running_for(0.5),
-                logs / f"{device}.log",
+                private_log(logs / f"{device}.log"),
                 env=env,
             ),
             10,
@@ -193,10 +220,31 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
                 "on" if args.insecure else "off",
             ),
             lambda: _port_open(args.mqtt_port),
-            logs / "broker.log",
+            private_log(logs / "broker.log"),
         ),
         10,
         broker_url,
+    )
+    http: HostPort = args.http
+    sup.start(
+        Child(
+            "dashboard",
+            iotpipe_argv(
+                "dashboard",
+                "--broker",
+                broker_url,
+                "--http",
+                str(http),
+                "--data",
+                str(data / "dashboard"),
+                *common,
+            ),
+            lambda: _subscribed(http.url + "healthz"),
+            private_log(logs / "dashboard.log"),
+            env=_role_env(args, "dashboard"),
+        ),
+        60,
+        f"{http.url} (subscribed: the broker keeps every reading for it)",
     )
     ports: list[str] = [args.serial] if args.serial else []
     count = args.virtual if args.virtual is not None else (0 if args.serial else 1)
@@ -217,7 +265,7 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
                     device,
                 ),
                 link.exists,
-                logs / f"{device}.log",
+                private_log(logs / f"{device}.log"),
             ),
             20,
             f"virtual board on {link}",
@@ -238,34 +286,13 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
                     *common,
                 ),
                 _running_for(0.5),
-                logs / f"bridge-{i}.log",
+                private_log(logs / f"bridge-{i}.log"),
                 env=_role_env(args, "bridge"),
             ),
             10,
             f"{port} → {broker_url}",
         )
     wifi = _start_wifi_boards(sup, args, logs)
-    http: HostPort = args.http
-    sup.start(
-        Child(
-            "dashboard",
-            iotpipe_argv(
-                "dashboard",
-                "--broker",
-                broker_url,
-                "--http",
-                str(http),
-                "--data",
-                str(data / "dashboard"),
-                *common,
-            ),
-            lambda: _http_ok(http.url + "healthz"),
-            logs / "dashboard.log",
-            env=_role_env(args, "dashboard"),
-        ),
-        30,
-        http.url,
-    )
     return len(ports) + wifi
 
 
@@ -279,7 +306,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_ports(args)
-    logs = args.data / "logs"
+    private_dir(args.data)
+    logs = private_dir(args.data / "logs")
     say(f"iotpipe up — data in {args.data}, logs in {logs}")
     sup = Supervisor(say)
     # Explicitly, also for SIGINT: a shell starting `up &` from a script ignores SIGINT.

@@ -56,7 +56,7 @@ def board_series(device: str, count: int) -> list[dict[str, float]]:
 
 
 @contextlib.contextmanager
-def small_disk(path: Path, size: str = "2m") -> Iterator[Path]:
+def small_disk(path: Path, size: str = "8m") -> Iterator[Path]:
     """A tmpfs of ``size`` at ``path``, unmounted at the end even if the test failed."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (run the chaos tests as root)")

@@ -53,7 +53,7 @@ def test_a_restart_gap_is_asked_for_again_and_what_is_beyond_the_ring_is_reporte
     assert board.lines[-1]["args"] == {"boot": BOOT, "after": 41}
     for seq in range(52, 101):  # the ring no longer holds 42-51
         continuity.admit("d", BOOT, seq, 1, now=0)
-    continuity.answered(_answer(board, boot=BOOT, sent=49, first=52, missing=10), "d")
+    continuity.answered(_answer(board, boot=BOOT, sent=49, first=52, missing=10), "d", 0)
     assert continuity.gaps == [Gap("d", BOOT, 42, 51, BEYOND_RING)]
     assert continuity.marks["d"] == Mark(BOOT, 100)
     assert continuity.pending_marks() == {"d": Mark(BOOT, 100)}
@@ -77,7 +77,8 @@ def test_a_board_that_cannot_replay_gets_its_restart_gap_reported_exactly() -> N
     continuity, board, _ = _continuity()
     continuity.load({"d": Mark(BOOT, 9)}, [], RESTART)
     continuity.admit("d", BOOT, 15, 1, now=0)
-    continuity.answered(wire.Answer(str(board.lines[-1]["id"]), False, error="unknown cmd"), "d")
+    refusal = wire.Answer(str(board.lines[-1]["id"]), False, error="unknown cmd")
+    continuity.answered(refusal, "d", now=0)
     assert continuity.gaps == [Gap("d", BOOT, 10, 14, RESTART)]
     continuity.committed()
     continuity.admit("d", BOOT, 17, 1, now=1)  # a jump within the run: where=board
@@ -155,3 +156,16 @@ def test_a_damaged_spool_is_kept_aside_under_a_name_that_says_so_and_a_new_one_s
     assert counters.get("spool_damaged") == 1
     storage.spool.append([("t", b"after")])
     assert storage.spool.rows == 1
+
+
+def test_a_replay_refused_because_one_still_runs_is_asked_again_not_reported() -> None:
+    continuity, board, _ = _continuity()
+    continuity.load({"d": Mark(BOOT, 9)}, [], RESTART)
+    continuity.admit("d", BOOT, 15, 1, now=0)
+    busy = wire.Answer(str(board.lines[-1]["id"]), False, error="a replay is running")
+    continuity.answered(busy, "d", now=0)
+    assert continuity.gaps == [] and len(board.lines) == 1
+    continuity.admit("d", BOOT, 16, 1, now=0.5)  # too soon: the board is still busy
+    assert len(board.lines) == 1
+    continuity.admit("d", BOOT, 17, 1, now=2)
+    assert len(board.lines) == 2 and board.lines[-1]["args"] == {"boot": BOOT, "after": 9}

@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from iotpipe.counters import Counters
 from tests import test_dashboard_support as support
 from tests.conftest import ROOT, Broker, Procs, Subscriber, wait_until
-from tests.test_dashboard_support import Publisher, http, reading, start_dashboard
+from tests.test_dashboard_support import BOOT, Publisher, http, reading, start_dashboard
 
 publisher = support.publisher  # fixture
 postgres = support.postgres  # fixture
@@ -166,14 +166,15 @@ def test_csv_export_has_every_raw_sample(
     status, text = dash.get("/api/devices/dev-x/export.csv")
     assert status == 200
     lines = text.strip().splitlines()
-    assert lines[0] == "ts,device,metric,value"
-    assert "1700000000.000,dev-x,temperature,20.0" in lines
-    assert "1700000002.000,dev-x,humidity,50.5" in lines
+    # The first four columns as before; then each reading's identity and board clock.
+    assert lines[0] == "ts,device,metric,value,boot,seq,uptime_ms,flag"
+    assert f"1700000000.000,dev-x,temperature,20.0,{BOOT},0,0," in lines
+    assert f"1700000002.000,dev-x,humidity,50.5,{BOOT},2,2000," in lines
     assert len(lines) == 1 + 6
     status, text = dash.get("/api/devices/dev-x/export.csv?metric=temperature&since=1700000001")
     assert text.strip().splitlines()[1:] == [
-        "1700000001.000,dev-x,temperature,21.0",
-        "1700000002.000,dev-x,temperature,22.0",
+        f"1700000001.000,dev-x,temperature,21.0,{BOOT},1,1000,",
+        f"1700000002.000,dev-x,temperature,22.0,{BOOT},2,2000,",
     ]
 
 

@@ -136,8 +136,8 @@ def test_export_picks_a_range_and_a_metric_into_a_file(tmp_path: Path, history: 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = out.read_text().splitlines()
-    assert lines[0] == "ts,device,metric,value"
-    assert lines[1] == f"{T0 + 10:.3f},kitchen,temp,20.01"
+    assert lines[0] == "ts,device,metric,value,boot,seq,uptime_ms,flag"
+    assert lines[1] == f"{T0 + 10:.3f},kitchen,temp,20.01,0a1b2c3d,10,10,"
     assert len(lines) == 1 + 10  # since <= ts < until
 
 

@@ -1,0 +1,211 @@
+"""Nothing acknowledged is lost by the dashboard: acknowledged after commit, through a full
+disk, a kill -9 during a backlog drain, a damaged history file and a first start.
+
+Real Mosquitto, real dashboard processes, real files (a small tmpfs for the full disk);
+every delivery is checked value by value through what a user gets back (the CSV export
+and the series API), not by ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iotpipe.topics import Telemetry
+from tests.conftest import Broker, Procs, free_port, wait_until
+from tests.test_dashboard_support import (
+    BOOT,
+    Publisher,
+    RunningDashboard,
+    http,
+    start_dashboard,
+)
+
+T0 = time.time() - 3600  # an hour ago: within retention, not in the future
+
+
+def values(i: int) -> dict[str, float]:
+    """What board reading ``i`` said: different for every reading, so a lost or
+    overwritten value shows."""
+    return {"temperature": 20 + i / 1000, "humidity": 40 + (i * 7 % 1000) / 100}
+
+
+def send(publisher: Publisher, seqs: range) -> None:
+    for i in seqs:
+        publisher.reading(Telemetry("noloss", BOOT, i, T0 + i / 100, i * 10, values(i)))
+
+
+def exported(dash: RunningDashboard) -> dict[tuple[int, str], float]:
+    status, text = dash.get("/api/devices/noloss/export.csv")
+    assert status == 200, text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert all(r["boot"] == BOOT for r in rows)
+    return {(int(r["seq"]), r["metric"]): float(r["value"]) for r in rows}
+
+
+def stored(dash: RunningDashboard) -> int:
+    _status, text = dash.get("/metrics")
+    for line in str(text).splitlines():
+        if line.startswith("iotpipe_dashboard_stored_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def assert_every_value(dash: RunningDashboard, n: int) -> None:
+    """Every value of readings 0..n-1, unchanged, in the export and in the series API."""
+    wait_until(lambda: len(exported(dash)) >= 2 * n, 120, f"{n} readings in the export")
+    got = exported(dash)
+    want = {(i, m): v for i in range(n) for m, v in values(i).items()}
+    assert got == want
+    status, body = dash.get(
+        f"/api/devices/noloss/series?metric=humidity&since={T0 - 1}&until={T0 + n}&points={n}"
+    )
+    assert status == 200 and body["source"] == "raw", body
+    assert body["y"] == [values(i)["humidity"] for i in range(n)]
+
+
+def healthz(dash: RunningDashboard) -> tuple[int, dict[str, object]]:
+    status, body = dash.get("/healthz")
+    return status, body if isinstance(body, dict) else {}
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs of our own, unmounted afterwards whatever happened."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (run the chaos tests as root)")
+    where = tmp_path / "disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk``; the file to remove to give them back."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.chaos
+def test_a_full_disk_stops_ingest_with_503_and_loses_nothing_once_space_returns(
+    procs: Procs, broker: Broker, publisher: Publisher, small_disk: Path
+) -> None:
+    dash = start_dashboard(procs, broker, small_disk / "dash")
+    wait_until(lambda: healthz(dash)[1].get("subscribed"), 30, "subscribed")
+    send(publisher, range(200))
+    wait_until(lambda: stored(dash) >= 200, 60, "the first readings stored")
+    filler = fill(small_disk)
+    send(publisher, range(200, 3000))
+    wait_until(lambda: healthz(dash)[0] == 503, 120, "/healthz 503 on the full disk")
+    _status, body = healthz(dash)
+    assert body["store"] == "cannot_write" and "full" in str(body["reason"]), body
+    wait_until(
+        lambda: "history store cannot write" in dash.proc.output(), 30, "the state in the log"
+    )
+    assert "store_cannot_write 1" in str(dash.get("/metrics")[1])
+    before = stored(dash)
+    time.sleep(2)  # while the disk is full, nothing more is taken
+    assert stored(dash) == before < 3000
+    filler.unlink()
+    wait_until(lambda: healthz(dash)[0] == 200, 120, "/healthz 200 once space is back")
+    assert_every_value(dash, 3000)
+    log = dash.proc.output()
+    assert log.count("history store cannot write") == 1, log  # one line per state change
+    assert "history store writes again" in log
+
+
+@pytest.mark.chaos
+def test_a_dashboard_killed_during_a_backlog_drain_loses_nothing(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
+) -> None:
+    data = tmp_path / "dash"
+    first = start_dashboard(procs, broker, data)
+    wait_until(lambda: healthz(first)[1].get("subscribed"), 30, "subscribed")
+    first.proc.stop()
+    n = 20_000
+    send(publisher, range(n))  # waits in the dashboard's session
+    port = free_port()
+    second = start_dashboard(procs, broker, data, name="dashboard-2", port=port)
+    wait_until(lambda: stored(second) >= 1, 120, "the drain started")
+    second.proc.popen.send_signal(signal.SIGKILL)
+    second.proc.popen.wait(30)
+    third = start_dashboard(procs, broker, data, name="dashboard-3", port=port)
+    assert_every_value(third, n)
+
+
+@pytest.mark.chaos
+def test_a_damaged_history_file_is_kept_aside_and_a_new_store_works(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
+) -> None:
+    data = tmp_path / "dash"
+    dash = start_dashboard(procs, broker, data)
+    send(publisher, range(2000))
+    wait_until(lambda: stored(dash) >= 2000, 60, "readings stored")
+    dash.proc.stop()
+    history = data / "history.sqlite3"
+    with history.open("r+b") as f:  # garbage over every page after the first
+        size = f.seek(0, 2)
+        f.seek(4096)
+        f.write(os.urandom(size - 4096))
+    doctor = subprocess.run(
+        [".venv/bin/python", "-m", "iotpipe", "doctor", "--data", str(data), "--port", "1"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert f"history        {history} is damaged" in doctor.stdout, doctor.stdout
+    dash = start_dashboard(procs, broker, data, name="dashboard-2")
+    status, body = healthz(dash)
+    assert status == 200 and body["store"] == "ok", body
+    (aside,) = data.glob("history.sqlite3.damaged-*[0-9]Z")
+    log = dash.proc.output()
+    assert f"history file {history} is damaged" in log and str(aside) in log
+    assert ".recover" in log
+    send(publisher, range(2000, 2010))
+    wait_until(lambda: len(exported(dash)) == 20, 60, "new readings in the new store")
+    assert exported(dash) == {(i, m): v for i in range(2000, 2010) for m, v in values(i).items()}
+
+
+def test_history_and_login_are_readable_by_their_owner_only(
+    procs: Procs, broker: Broker, tmp_path: Path
+) -> None:
+    data = tmp_path / "dash"
+    dash = start_dashboard(procs, broker, data)
+    assert (data.stat().st_mode & 0o777) == 0o700
+    assert (data / "history.sqlite3").stat().st_mode & 0o077 == 0
+    assert (data / "login-url").stat().st_mode & 0o077 == 0
+    token = dash.token
+    assert token in (data / "login-url").read_text()
+    assert token not in dash.proc.output()
+
+
+def test_a_reading_from_the_future_is_refused_and_counted(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
+) -> None:
+    dash = start_dashboard(procs, broker, tmp_path / "dash")
+    publisher.reading(Telemetry("noloss", BOOT, 1, time.time() + 2 * 86400, 10, values(1)))
+    publisher.reading(Telemetry("noloss", BOOT, 2, T0, 20, values(2)))
+    wait_until(lambda: stored(dash) == 1, 30, "the plausible reading stored")
+    metrics = str(dash.get("/metrics")[1])
+    assert 'iotpipe_dashboard_rejected_total{reason="ts_in_future"} 1' in metrics, metrics
+    assert exported(dash) == {(2, m): v for m, v in values(2).items()}
+    assert "ts_in_future" in dash.proc.output()
+    assert http(dash.url + "/healthz")[0] == 200
