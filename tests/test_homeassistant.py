@@ -271,8 +271,13 @@ def test_a_serial_boards_entities_have_the_right_class_unit_and_value(
 ) -> None:
     slug = discovery.slug(device)
     for metric, kind, unit in (("temperature", "temperature", "°C"), ("humidity", "humidity", "%")):
-        entity = f"sensor.{slug}_{metric}"  # what default_entity_id names, too
+        entity = f"sensor.{slug}_{metric}"
         state = wait_for_state(world, entity)
+        # 2025.4 ignores default_entity_id (added in 2025.10) and names the entity from the
+        # device and entity names: both must give the id the documentation's option asks.
+        topic = discovery.config_topic("homeassistant", "sensor", device, metric)
+        config = json.loads(world.watch.on(topic)[-1].payload)
+        assert config["default_entity_id"] == entity and "object_id" not in config
         assert state["attributes"]["device_class"] == kind
         assert state["attributes"]["unit_of_measurement"] == unit
         assert state["attributes"]["state_class"] == "measurement"
