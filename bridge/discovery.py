@@ -100,10 +100,8 @@ class Board:
 
 
 def board_from_hello(hello: wire.Hello) -> Board:
-    decimals = getattr(hello, "decimals", None) or {}
-    return Board(
-        hello.device, hello.fw, hello.board, dict(hello.units), hello.interval_ms, dict(decimals)
-    )
+    # A hello does not state decimals yet (docs/homeassistant.md): no display precision.
+    return Board(hello.device, hello.fw, hello.board, dict(hello.units), hello.interval_ms)
 
 
 def board_from_meta(payload: bytes) -> Board:

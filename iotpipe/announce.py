@@ -63,13 +63,14 @@ class Loop:
             client.subscribe([(topic, 1) for topic in self.configs])
 
     def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        payload = bytes(msg.payload)
         with self.lock:
             if msg.topic == self.configs[1]:
-                out = self.announcer.again() if msg.payload == b"online" else []
+                out = self.announcer.again() if payload == b"online" else []
             elif msg.topic.endswith("/meta"):
-                out = self.announcer.meta(msg.topic, msg.payload)
+                out = self.announcer.meta(msg.topic, payload)
             else:
-                out = self.announcer.config(msg.topic, msg.payload)
+                out = self.announcer.config(msg.topic, payload)
         self.publish(out)
 
     def publish(self, messages: list[Message]) -> None:

@@ -27,6 +27,7 @@ from iotpipe.bridge.translate import Message
 log = logging.getLogger(__name__)
 
 MAX_BOARDS = 10_000  # bounded: a flood of junk metas cannot grow memory without end
+MAX_CONFIGS = MAX_BOARDS * (4 + 1)  # a few metrics and a button each, on average
 
 
 def owner(base: str, payload: bytes) -> str | None:
@@ -68,8 +69,11 @@ class Announcer:
         except ValueError as exc:
             log.warning("ignored the meta on %s: %s", topic, exc)
             return []
-        if board.device != device or (device not in self.metas and len(self.metas) >= MAX_BOARDS):
+        if board.device != device:
             log.warning("ignored the meta on %s: it names %s", topic, board.device)
+            return []
+        if device not in self.metas and len(self.metas) >= MAX_BOARDS:
+            log.warning("ignored the meta on %s: already %d boards known", topic, MAX_BOARDS)
             return []
         self.metas[device] = board
         return self._announce() + self._tidy()
@@ -81,7 +85,7 @@ class Announcer:
         if device is None:
             self.seen.pop(topic, None)
             return []
-        if len(self.seen) < MAX_BOARDS * 40 or topic in self.seen:
+        if len(self.seen) < MAX_CONFIGS or topic in self.seen:
             self.seen[topic] = device
         return self._tidy()
 

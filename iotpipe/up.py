@@ -293,6 +293,21 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
             f"{port} → {broker_url}",
         )
     wifi = _start_wifi_boards(sup, args, logs)
+    if not args.insecure:  # it follows the boards' own logins, which insecure mode lacks
+        argv = iotpipe_argv(
+            "announce", "--broker", broker_url, "--data", str(data / "broker"), *common
+        )
+        sup.start(
+            Child(
+                "announce",
+                argv,
+                _running_for(0.5),
+                logs / "announce.log",
+                env=_role_env(args, "announcer"),
+            ),
+            10,
+            "Wi-Fi boards → Home Assistant discovery",
+        )
     return len(ports) + wifi
 
 
