@@ -56,7 +56,11 @@ class Ingest:
         self.sink = sink
         self.counters = counters
         self.share_group = share_group
+        # Set once the broker has granted the subscriptions (SUBACK), not at CONNACK: from
+        # then on the persistent session keeps every reading for us, which is what
+        # /healthz's mqtt_connected, and so compose's start order, rely on.
         self.connected = threading.Event()
+        self._subscribe_mid: int | None = None
         self._stopping = False
         self.extra_subscriptions: dict[str, Callable[[mqtt.MQTTMessage], None]] = {}
         self._topics: dict[str, tuple[str, str]] = {}
@@ -71,6 +75,7 @@ class Ingest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self.client = client
 
@@ -114,7 +119,22 @@ class Ingest:
             topics.subscription(self.base, "meta"),
             *self.extra_subscriptions,
         ]
-        client.subscribe([(s, 1) for s in subs])
+        _result, self._subscribe_mid = client.subscribe([(s, 1) for s in subs])
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.warning("broker %s refused subscriptions: %s", self.broker, ", ".join(refused))
+            return
         self.connected.set()
 
     def _on_disconnect(
