@@ -19,11 +19,13 @@ in CACHE as cache (docs/deploy.md says so), and `rm -r /var/cache/iotpipe/compos
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -224,3 +226,46 @@ def ensure_base_images(engine: Engine) -> list[str]:
     )
     done.append("imported " + ", ".join(BASE_IMAGES))
     return done
+
+
+class SerialBoard:
+    """The virtual board (real firmware behind a pty) on the host, plugged in as a USB serial
+    adapter appears: the node root:dialout 0660 and a link in /dev/serial/by-id, as udev
+    makes them — so the containerised bridge reaches it through the host's /dev exactly as a
+    real board. Unplugged: the process stops, the pty and the link go."""
+
+    def __init__(self, device_id: str, log: Path) -> None:
+        self.device_id = device_id
+        self.log = log
+        self.link = Path("/dev/serial/by-id") / f"usb-iotpipe_test_{os.getpid()}-if00-port0"
+        self.made_dirs = [d for d in (self.link.parent.parent, self.link.parent) if not d.exists()]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def plug(self, timeout: float = 60) -> None:
+        for folder in self.made_dirs:
+            folder.mkdir(exist_ok=True)
+        argv = [sys.executable, "-m", "iotpipe", "board", "virtual", "--link", str(self.link)]
+        argv += ["--device-id", self.device_id, "--rate", "2"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self.link.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no virtual board at {self.link}: {self.log.read_text()}")
+            time.sleep(0.1)
+        node = self.link.resolve()
+        os.chown(node, 0, grp.getgrnam("dialout").gr_gid)
+        node.chmod(0o660)
+
+    def unplug(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc.pid, timeout=30)
+            self.proc.wait(timeout=10)
+            self.proc = None
+        self.link.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.unplug()
+        for folder in reversed(self.made_dirs):
+            with contextlib.suppress(OSError):
+                folder.rmdir()

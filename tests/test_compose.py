@@ -12,6 +12,7 @@ volumes and the image it built, and the daemon with the bridge and the iptables 
 from __future__ import annotations
 
 import csv
+import grp
 import io
 import json
 import re
@@ -35,6 +36,7 @@ from tests.compose_support import (
     ROOT,
     Engine,
     EngineUnavailable,
+    SerialBoard,
     engine_problem,
     ensure_base_images,
     running_engine,
@@ -54,10 +56,14 @@ UP = "docker compose --profile virtual-board up -d --wait"
 SUB = "docker compose exec -T broker mosquitto_sub -t 'iotpipe/+/telemetry' -C 3 -v"
 RESTART = "docker compose restart broker"
 GET_CA = "docker compose cp broker:/mosquitto/data/tls/ca.crt ca.crt"
+SERIAL_UP = "docker compose --profile serial up -d --wait"
 DOWN = "docker compose --profile virtual-board down"
 DOWN_ALL = "docker compose --profile virtual-board down -v"
 RM_IMAGE = "docker image rm iotpipe:latest"
-STEPS = (BUILD, UP, SUB, RESTART, GET_CA, DOWN, UP, DOWN_ALL, RM_IMAGE)
+STEPS = (BUILD, UP, SUB, RESTART, GET_CA, DOWN, UP, DOWN_ALL, RM_IMAGE, SERIAL_UP)
+# The serial board is a pty on the host: its major (136) added to the bridge's cgroup rules.
+WITH_PTY = ("-f", "docker-compose.yml", "-f", "tests/compose/pty.yml")
+SERIAL = (*WITH_PTY, "--profile", "serial")
 
 # Reads the dashboard's history as a user with a shell in its container could: every
 # reading's key and time, from the store's own file, read-only.
@@ -107,17 +113,17 @@ class Stack:
     def json(self, path: str) -> Any:
         return json.loads(self.get(path))
 
-    def history(self) -> list[tuple[str, int, float]]:
-        """(boot, seq, ts) of every reading of the virtual board in the dashboard's store."""
-        script = HISTORY_SQL.replace("{device}", DEVICE)
+    def history(self, device: str = DEVICE) -> list[tuple[str, int, float]]:
+        """(boot, seq, ts) of every reading of a board in the dashboard's store."""
+        script = HISTORY_SQL.replace("{device}", device)
         done = self.compose("exec", "-T", "dashboard", "python", "-c", script, timeout=60)
         return [(b, int(s), float(t)) for b, s, t in json.loads(done.stdout)]
 
-    def exported(self) -> dict[float, dict[str, float]]:
-        """The dashboard's CSV export of the virtual board: values by time, metric."""
+    def exported(self, device: str = DEVICE) -> dict[float, dict[str, float]]:
+        """The dashboard's CSV export of a board: values by time, metric."""
         found: dict[float, dict[str, float]] = {}
         for metric in METRICS:
-            text = self.get(f"/api/devices/{DEVICE}/export.csv?metric={metric}").decode()
+            text = self.get(f"/api/devices/{device}/export.csv?metric={metric}").decode()
             for row in csv.DictReader(io.StringIO(text)):
                 found.setdefault(round(float(row["ts"]), 3), {})[metric] = float(row["value"])
         return found
@@ -267,14 +273,14 @@ def test_the_dashboard_shows_the_virtual_boards_readings(stack: Stack) -> None:
     assert min(values) >= min(v["temperature"] for v in exported.values()) - 1e-6
 
 
-def _contiguous_with_values(stack: Stack, boot: str) -> list[int]:
+def _contiguous_with_values(stack: Stack, boot: str, device: str = DEVICE) -> list[int]:
     """The seqs of one boot in the history, checked to be 0..N without a hole, each one
     with every metric's value in the export; returns them."""
-    rows = [(s, t) for b, s, t in stack.history() if b == boot]
+    rows = [(s, t) for b, s, t in stack.history(device) if b == boot]
     seqs = sorted(s for s, _t in rows)
     holes = sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else []
     assert seqs and seqs == list(range(len(seqs))), f"boot {boot} lacks seqs {holes[:20]}"
-    exported = stack.exported()
+    exported = stack.exported(device)
     for seq, ts in rows:
         values = exported.get(round(ts, 3), {})
         assert set(values) == set(METRICS), f"seq {seq} lacks values: {values}"
@@ -345,6 +351,57 @@ def test_the_mqtts_port_answers_with_the_generated_ca(stack: Stack, tmp_path: Pa
         )
     reading = _one_reading_over_tls(stack, ca, _reader_login(stack))
     assert reading["device"] == DEVICE and set(reading["metrics"]) == set(METRICS)
+
+
+def _boots(stack: Stack, device: str, at_least: int) -> dict[str, int]:
+    """Readings per boot of a board in the history, boots with fewer than at_least left out."""
+    counts: dict[str, int] = {}
+    for boot, _seq, _ts in stack.history(device):
+        counts[boot] = counts.get(boot, 0) + 1
+    return {b: n for b, n in counts.items() if n >= at_least}
+
+
+def test_a_serial_board_reaches_the_bridge_also_after_unplug_and_replug(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The board on the host's /dev/serial/by-id link, IOTPIPE_SERIAL set to it as the docs
+    say, the `serial` profile's bridge started; then the board unplugged and plugged back
+    while everything runs: the same bridge container reads its new boot, nothing restarted."""
+    device = "serial-1"
+    board = SerialBoard(device, tmp_path / "board.log")
+    serial = stack.env | {"IOTPIPE_SERIAL": str(board.link)}
+    serial["DIALOUT_GID"] = str(grp.getgrnam("dialout").gr_gid)
+    compose = Stack(stack.engine, serial, stack.http, stack.mqtt, stack.mqtts, "")
+    try:
+        board.plug()
+        compose.run(SERIAL_UP.replace("docker compose", "docker compose " + " ".join(WITH_PTY)),
+                    timeout=UP_S)  # fmt: skip
+        wait_until(lambda: _boots(stack, device, 5), 180, "readings of the serial board")
+        (first,) = _boots(stack, device, 1)
+        started = compose.compose(*SERIAL, "ps", "--format", "{{.ID}} {{.Status}}", "bridge")
+        board.unplug()
+
+        def bridge_log() -> str:
+            done = compose.compose(*SERIAL, "logs", "--no-color", "bridge")
+            return done.stdout + done.stderr
+
+        offline = f"device_offline device={device}"
+        wait_until(lambda: offline in bridge_log(), 120, "the bridge to notice the unplug")
+        board.plug()
+        wait_until(
+            lambda: set(_boots(stack, device, 5)) - {first}, 180, "readings after the replug"
+        )
+        for boot in _boots(stack, device, 1):  # both boots whole, from seq 0 on
+            _contiguous_with_values(stack, boot, device)
+        again = compose.compose(*SERIAL, "ps", "--format", "{{.ID}} {{.Status}}", "bridge")
+        assert again.stdout.split()[0] == started.stdout.split()[0], "the same container"
+        restarts = stack.engine.docker(
+            "inspect", "--format", "{{.RestartCount}}", again.stdout.split()[0]
+        )
+        assert restarts.stdout.strip() == "0"
+    finally:
+        board.close()
+        compose.compose(*SERIAL, "rm", "-sf", "bridge", check=False)
 
 
 def test_down_then_up_keeps_the_history_and_the_logins(stack: Stack) -> None:
