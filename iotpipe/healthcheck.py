@@ -4,7 +4,9 @@ It reads the command line of the container's main process (PID 1), parses it wit
 CLI's own parser (so flags, environment and config file count exactly as they did for
 that process) and asks the part how it is:
 
-- ``dashboard``: ``GET /healthz`` answers ``"ok": true``;
+- ``dashboard``: ``GET /healthz`` answers ``"ok": true`` and ``"subscribed": true``
+  (its subscriptions granted: from then on the broker keeps every reading for it, so what
+  starts after a healthy dashboard loses nothing);
 - ``bridge`` with ``--metrics HOST:PORT``: ``/metrics`` says it is connected to the broker,
   which it is once its board has spoken (so a bridge still waiting for its board shows as
   unhealthy in ``docker compose ps``); without ``--metrics``, running is healthy;
@@ -52,8 +54,11 @@ def check(argv: Sequence[str]) -> str | None:
     try:
         if command.endswith("dashboard.command"):
             http: HostPort = args.http
-            if not json.loads(_get(http.url + "healthz")).get("ok"):
+            health = json.loads(_get(http.url + "healthz"))
+            if not health.get("ok"):
                 return "the dashboard says it is not ok"
+            if not health.get("subscribed"):
+                return "the dashboard is not subscribed at the broker (yet)"
         elif command.endswith("bridge.command") and args.metrics is not None:
             text = _get(args.metrics.url + "metrics").decode()
             if "iotpipe_bridge_mqtt_connected 1" not in text:

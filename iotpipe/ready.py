@@ -32,8 +32,8 @@ def subscribed(http: HostPort) -> str | None:
             health = json.loads(response.read())
     except (OSError, ValueError) as exc:
         return f"the dashboard at {http.url} does not answer ({exc})"
-    if not health.get("mqtt_connected"):
-        return f"the dashboard at {http.url} is not connected to its broker yet"
+    if not health.get("subscribed"):
+        return f"the dashboard at {http.url} is not subscribed at its broker yet"
     return None
 
 
