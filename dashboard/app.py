@@ -7,17 +7,16 @@ right status, never as an HTML error page or a traceback.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-import plotly
-from flask import Blueprint, Flask, Response, jsonify, send_file
-from iotpipe.dashboard import api, auth, ops, stream
+from flask import Blueprint, Flask, Response, jsonify, render_template
+from iotpipe.dashboard import api, assets, auth, ops, stream
 from iotpipe.dashboard.params import BadRequest, NotFound
 from iotpipe.dashboard.services import Services
 from werkzeug.exceptions import HTTPException
 
 HERE = Path(__file__).parent
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 MAX_BODY_BYTES = 16 * 1024
 
 page = Blueprint("page", __name__)
@@ -25,13 +24,21 @@ page = Blueprint("page", __name__)
 
 @page.get("/")
 def index() -> Response:
-    return send_file(HERE / "templates" / "index.html", mimetype="text/html", max_age=0)
+    """Small and never cached: it names the versioned assets (assets.py), which are. It
+    also names the charts, so the page asks for them before plotly.js has even compiled."""
+    store = api.services().store
+    rows = store.devices()
+    metrics = sorted({m for row in rows for m in store.metrics(row.id)})
+    body = render_template("index.html", metrics=" ".join(metrics), devices=len(rows))
+    return Response(body, headers={"Cache-Control": "no-cache"})
 
 
-@page.get("/vendor/plotly.min.js")
-def plotly_js() -> Response:
-    """plotly.js from the installed plotly package: the page loads nothing from elsewhere."""
-    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=86400)
+def _warm_figures() -> None:
+    """plotly takes a second to import and set up on a small machine: done aside at start,
+    not in the first page's first chart request."""
+    from iotpipe.dashboard.figures import warm_up
+
+    warm_up()
 
 
 def _json_error(status: int, message: str) -> tuple[Response, int]:
@@ -45,6 +52,8 @@ def create_app(services: Services, api_token: str | None = None) -> Flask:
     app.extensions["iotpipe"] = services
     for blueprint in (page, api.bp, stream.bp, ops.bp):
         app.register_blueprint(blueprint)
+    assets.install(app, HERE / "static")
+    threading.Thread(target=_warm_figures, name="warm-figures", daemon=True).start()
     auth.install(app, api_token)
     app.register_error_handler(BadRequest, lambda e: _json_error(400, str(e)))
     app.register_error_handler(NotFound, lambda e: _json_error(404, str(e)))

@@ -3,10 +3,15 @@ stream, restarts and bad input."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests import test_dashboard_support as support
 from tests.conftest import Broker, Procs, free_port, wait_until
@@ -181,10 +186,22 @@ def test_the_page_loads_plotly_from_the_dashboard_itself(
     dash = start_dashboard(procs, broker, tmp_path / "dash")
     status, page = dash.get("/")
     assert status == 200
-    assert '<script src="/vendor/plotly.min.js"' in page and "http" not in page.split("<body>")[0]
-    assert "<script>" not in page  # no inline script: a strict CSP stays possible
-    with urllib.request.urlopen(dash.url + "/vendor/plotly.min.js", timeout=10) as resp:
-        assert resp.status == 200 and b"plotly" in resp.read(2000).lower()
+    head = page.split("<body>")[0]
+    assert "http" not in head and "<script>" not in page  # no inline script: a strict CSP
+    src = re.search(r'<script src="(/assets/plotly-basic\.min\.[0-9a-f]{12}\.js)"', head)
+    assert src, head
+    request = urllib.request.Request(dash.url + src[1], headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        body = gzip.decompress(resp.read())
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert "immutable" in resp.headers["Cache-Control"]
+    assert b"plotly.js (basic - minified)" in body[:200]
+    etag = {"If-None-Match": resp.headers["ETag"]}
+    with pytest.raises(urllib.error.HTTPError) as cached:
+        urllib.request.urlopen(urllib.request.Request(dash.url + src[1], headers=etag), timeout=10)
+    assert cached.value.code == 304
+    status, missing = dash.get("/assets/app.000000000000.js")
+    assert status == 404 and "reload" in missing["error"]
 
 
 def test_the_live_stream_pushes_each_new_reading(
