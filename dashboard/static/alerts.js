@@ -1,11 +1,7 @@
 // The page's alerts: what fires now (at the top), acknowledge and silence for a logged-in
 // user, each destination's health, a refused rules file, and browser notifications
-// (Notification API, once the user allows them). Kept apart from app.js on purpose; it
-// polls two small JSON endpoints instead of holding a second live stream open.
+// (Notification API, once the user allows them). Kept apart from app.js on purpose.
 "use strict";
-
-const ALERTS_POLL_MS = 5000;
-let alertsSeen = null; // id of the newest alert already looked at; null until first load
 
 function alertsEl(tag, text, cls) {
   const el = document.createElement(tag);
@@ -79,38 +75,32 @@ function alertsNotifyButton() {
   return b;
 }
 
-async function checkNew() {
-  const after = alertsSeen === null ? "" : `?after=${alertsSeen}`;
-  const response = await fetch(`/api/alerts${after || "?limit=1"}`);
-  if (!response.ok) return;
-  const items = await response.json();
-  if (alertsSeen === null) {
-    alertsSeen = items.length ? items[0].id : 0; // start from now: no storm of old alerts
-    return;
+function onAlertEvent(event) {
+  const a = JSON.parse(event.data);
+  if ("Notification" in window && Notification.permission === "granted" && a.notified) {
+    new Notification(`[${a.state}] ${a.rule}`, { body: a.message, tag: a.key });
   }
-  for (const a of items) {
-    alertsSeen = Math.max(alertsSeen, a.id);
-    if ("Notification" in window && Notification.permission === "granted" && a.notified) {
-      new Notification(`[${a.state}] ${a.rule}`, { body: a.message, tag: a.key });
+  refreshFiring().catch(() => {});
+}
+
+// The page's live stream carries the alert events too: alerts.js is loaded before app.js
+// and listens on every /api/stream EventSource the page opens, so the page holds one
+// stream (one server thread), never polls into a server restart, and asks for the firing
+// list only when the stream has just (re)opened. Should no stream be opened by the time
+// the page has loaded, it opens one itself.
+const PageEventSource = window.EventSource;
+let alertsHooked = false;
+window.EventSource = class extends PageEventSource {
+  constructor(url, options) {
+    super(url, options);
+    if (String(url).includes("/api/stream")) {
+      alertsHooked = true;
+      this.addEventListener("alert", onAlertEvent);
+      this.addEventListener("open", () => refreshFiring().catch(() => {}));
     }
   }
-  if (items.length) refreshFiring();
-}
+};
 
-function serverReachable() {
-  // app.js shows the live stream's state in #conn; while it is down (a restart, the
-  // network) polling would only fill the console with refused connections.
-  const conn = document.getElementById("conn");
-  return !conn || conn.textContent === "live" || conn.textContent === "connecting…";
-}
-
-function startAlerts() {
-  const tick = () => {
-    if (!serverReachable()) return Promise.resolve();
-    return Promise.all([refreshFiring(), checkNew()]).catch(() => {});
-  };
-  tick();
-  setInterval(tick, ALERTS_POLL_MS);
-}
-
-document.addEventListener("DOMContentLoaded", startAlerts);
+document.addEventListener("DOMContentLoaded", () => {
+  setTimeout(() => { if (!alertsHooked) new window.EventSource("/api/stream"); }, 3000);
+});
