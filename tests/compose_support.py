@@ -7,7 +7,8 @@ What it does, in order, and undoes afterwards, also when a test fails:
   deploy/standin/standin-rootfs.sh, cached as tarballs in CACHE/standin, imported by
   deploy/standin/import.sh into the daemon's data root, which is in CACHE too: a second run
   finds both images and neither builds nor imports anything;
-- a `dockerd` on a socket of its own (RUN), whatever else runs on the machine;
+- a `dockerd` on a socket of its own (RUN), whatever else runs on the machine, its log in
+  CACHE/dockerd.log;
 - at the end: that daemon stopped by its PID, then the `docker0` bridge and the iptables
   rules and chains it added removed (only those: the rules found before it started stay),
   and `net.ipv4.ip_forward` set back.
@@ -173,7 +174,7 @@ def running_engine() -> Iterator[Engine]:
     RUN.mkdir(parents=True, exist_ok=True)
     (CACHE / "docker").mkdir(parents=True, exist_ok=True)
     before = Machine.now()
-    log = RUN / "dockerd.log"
+    log = CACHE / "dockerd.log"  # the last run's, kept beside the cache for a look afterwards
     sock = RUN / "docker.sock"
     argv = ["dockerd", "--data-root", str(CACHE / "docker"), "--exec-root", str(RUN / "exec")]
     argv += ["--pidfile", str(RUN / "docker.pid"), "-H", f"unix://{sock}"]
@@ -194,6 +195,7 @@ def running_engine() -> Iterator[Engine]:
         _stop(proc.pid)
         proc.wait(timeout=10)
         before.restore()
+        shutil.rmtree(RUN, ignore_errors=True)  # its socket, pidfile and state
 
 
 def _script(argv: list[str], env: Mapping[str, str], timeout: float) -> None:
