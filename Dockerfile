@@ -2,6 +2,8 @@
 # Build stage: the package and its dependencies as wheels. Runtime stage: only those
 # wheels installed — no compiler (python:slim has none), no source tree, no pip cache —
 # and a plain user. tests/test_deploy.py checks this file against docs/deploy.md.
+# docker compose builds it once, as its init service's image: `docker compose build`, or
+# `DOCKER_BUILDKIT=0 docker compose build` where BuildKit cannot reach an image registry.
 ARG PYTHON=3.11
 FROM python:${PYTHON}-slim AS build
 WORKDIR /src
@@ -29,8 +31,8 @@ USER iotpipe
 WORKDIR /home/iotpipe
 ENV IOTPIPE_DATA=/data PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 VOLUME /data
-# Asks the part this container runs how it is: the dashboard's /healthz, the bridge's
-# MQTT connection on its --metrics endpoint (see iotpipe/healthcheck.py).
+# Asks the part this container runs how it is: the dashboard's /healthz (ok and subscribed),
+# the bridge's MQTT connection on its --metrics endpoint (see iotpipe/healthcheck.py).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "-m", "iotpipe.healthcheck"]
 ENTRYPOINT ["iotpipe"]

@@ -148,29 +148,24 @@ def _teardown(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack() -> Iterator[Stack]:
     problem = engine_problem()
     if problem:
         pytest.skip(f"no container engine can run here: {problem}")
     try:
         with running_engine() as engine:
             ensure_base_images(engine)
-            ports = {"HTTP_PUBLISH": free_port(), "MQTT_PUBLISH": free_port()}
-            ports["MQTTS_PUBLISH"] = free_port()
-            env = {**engine.env, **{k: f"127.0.0.1:{p}" for k, p in ports.items()}}
-            env.pop("COMPOSE_PROFILES", None)
-            env.pop("COMPOSE_PROJECT_NAME", None)
-            empty = Stack(engine, env, ports["HTTP_PUBLISH"], 0, 0, "")
-            stack = Stack(
-                engine,
-                env,
-                ports["HTTP_PUBLISH"],
-                ports["MQTT_PUBLISH"],
-                ports["MQTTS_PUBLISH"],
-                "",
-            )
+            http, mqtt_port, mqtts = free_port(), free_port(), free_port()
+            env = engine.env | {
+                "HTTP_PUBLISH": f"127.0.0.1:{http}",
+                "MQTT_PUBLISH": f"127.0.0.1:{mqtt_port}",
+                "MQTTS_PUBLISH": f"127.0.0.1:{mqtts}",
+            }
+            for name in ("COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_FILE"):
+                env.pop(name, None)  # the docs' commands, not the caller's defaults
+            stack = Stack(engine, env, http, mqtt_port, mqtts, "")
             try:
-                _teardown(empty)  # what a run killed before its teardown left
+                _teardown(stack)  # what a run killed before its teardown left
                 built = stack.run(BUILD, timeout=1800)
                 stack.built = built.stdout + built.stderr
                 stack.bring_up()
