@@ -9,6 +9,7 @@ stream flowing, small enough that a store that cannot write holds little here.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -90,18 +91,18 @@ class NetworkLoop:
             self._wake_w.close()
 
     def wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # already woken (BlockingIOError), or closed
             self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already woken, or closed at stop
 
     def _run(self) -> None:
         delay = self.delays[0]
         while not self._stopping.is_set():
             sock = self.client.socket()
-            if sock is None and self._closing:
+            if isinstance(sock, socket.socket):  # an SSLSocket is one too
+                self._once(sock)
+            elif self._closing:
                 self._stopping.wait(0.05)
-            elif sock is None:
+            else:
                 try:
                     self.client.reconnect()
                     delay = self.delays[0]
@@ -109,10 +110,8 @@ class NetworkLoop:
                     self.on_connect_fail()
                     self._stopping.wait(delay)
                     delay = min(delay * 2, self.delays[1])
-                continue
-            self._once(sock)
 
-    def _once(self, sock: object) -> None:
+    def _once(self, sock: socket.socket) -> None:
         writing = [sock] if self.client.want_write() else []
         try:
             readable, _, _ = select.select([sock, self._wake_r], writing, [], 1.0)

@@ -250,3 +250,29 @@ def test_a_fresh_up_stores_every_board_from_its_first_reading(procs: Procs, tmp_
     token = (data / "dashboard" / "api-token").read_text().strip()
     assert not any(token in p.read_text(errors="replace") for p in logs)
     up.stop(signal.SIGINT, 60)
+
+
+@pytest.mark.chaos
+def test_postgresql_gone_stops_ingest_with_503_and_loses_nothing_once_it_is_back(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
+) -> None:
+    server = support.start_postgres()
+    try:
+        url = server.new_database()
+        pg_ctl = [str(server.bindir / "pg_ctl"), "-D", str(server.root / "data"), "-w"]
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        opts = f"-p {port} -k {server.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        dash = start_dashboard(procs, broker, tmp_path / "dash", "--store", url)
+        send(publisher, range(200))
+        wait_until(lambda: stored(dash) >= 200, 60, "the first readings stored")
+        nobody = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*nobody, *pg_ctl, "-m", "fast", "stop"], check=True, timeout=60)
+        send(publisher, range(200, 1000))
+        wait_until(lambda: healthz(dash)[0] == 503, 120, "/healthz 503 without PostgreSQL")
+        assert healthz(dash)[1]["store"] == "cannot_write"
+        log = [*pg_ctl, "-l", str(server.root / "log"), "-o", opts, "start"]
+        subprocess.run([*nobody, *log], check=True, capture_output=True, timeout=60)
+        wait_until(lambda: healthz(dash)[0] == 200, 120, "/healthz 200 once it is back")
+        assert_every_value(dash, 1000)
+    finally:
+        server.stop()
