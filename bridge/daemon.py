@@ -330,7 +330,7 @@ class Bridge:
         text = self.counters.prometheus()
         if self.storage is not None:
             spool = self.storage.spool
-            text += f"iotpipe_bridge_spool_rows {spool.rows if spool else 0}\n"
+            text += f"iotpipe_bridge_spool_rows {self.outbox.backlog if self.outbox else 0}\n"
             text += f"iotpipe_bridge_spool_bytes {spool.size if spool else 0}\n"
             text += f"iotpipe_bridge_spool_writable {int(self.storage.writable)}\n"
         online = int(self.device.publisher is not None and self.device.publisher.connected.is_set())
