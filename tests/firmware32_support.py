@@ -136,7 +136,10 @@ def port32() -> Port32:
         pytest.skip(HOW)
     target = CACHE / _sha256(source)[:16]
     if not (target / "bin" / "micropython").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
+        try:
+            CACHE.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            pytest.skip(f"cannot make the build cache {CACHE} ({exc}); {HOW}")
         with (CACHE / ".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be building it
             if not (target / "bin" / "micropython").exists():

@@ -33,7 +33,7 @@ from tests.firmware32_support import ESP8266_HEAP, FAKES, Port32, lay_out, port3
 
 READINGS = 10_000
 WIFI_HEAP = os.environ.get("IOTPIPE_WIFI_HEAP", "64K")
-SMALL_HEAP = "32K"  # the smallest heap the whole serial run starts and runs in (31K fails)
+SMALL_HEAP = "34K"  # 32K runs it when the machine is idle, not always under load
 SENSORS = [
     {"type": "dht22", "pin": 4},
     # conversion_ms 0: the fake converts at once, so 10,000 readings take seconds
@@ -231,11 +231,11 @@ def test_serial_commands_leave_nothing_behind_at_38k(serial_board: SerialBoard) 
     assert after <= before, f"+{after - before} bytes over 300 commands"
 
 
-def test_serial_firmware_runs_it_all_in_a_32k_heap(port: Port32, tmp_path: Path) -> None:
+def test_serial_firmware_runs_it_all_in_a_34k_heap(port: Port32, tmp_path: Path) -> None:
     """The whole serial run — start, 10,000 readings, ring full, failing reads, commands —
-    in 6 KB less than an ESP8266 has, fragmentation included. (The start is the tighter
-    moment: running, the firmware keeps 10 KB of 38 free; at 31 KB the ring's buffer
-    cannot be had at boot.)"""
+    in 4 KB less than an ESP8266 has, fragmentation included. (32 KB runs it on an idle
+    machine but not always under load, when commands meet the heap at other moments; at
+    31 KB the ring's buffer cannot be had at boot.)"""
     board = SerialBoard(port, flash(port, tmp_path / "flash"), SMALL_HEAP)
     try:
         board.until_seq(200)
