@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 VENV=.venv
 RUN_PACKAGES=(mosquitto mosquitto-clients)
 # chromium: the browser tests; postgresql: the dashboard store tests run on it too.
-TEST_PACKAGES=(chromium postgresql)
+TEST_PACKAGES=(chromium postgresql gcc-multilib)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
