@@ -26,7 +26,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from iotpipe.dashboard import fasttelemetry
-from iotpipe.dashboard.mqttclient import connect_properties, make_client
+from iotpipe.dashboard.mqttclient import NetworkLoop, connect_properties, make_client
 from iotpipe.dashboard.payloads import parse_meta, parse_status
 from iotpipe.dashboard.writer import Item, Token
 from paho.mqtt.properties import Properties
@@ -74,17 +74,17 @@ class Ingest:
         self.extra_subscriptions: dict[str, Callable[[mqtt.MQTTMessage], None]] = {}
         self._topics: dict[str, tuple[str, str]] = {}
         client = make_client(client_id)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls or ca_file:
             client.tls_set(ca_certs=str(ca_file) if ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self.client = client
+        self._messages = 0
+        self.loop = NetworkLoop(client, lambda: self._messages, self._connect_failed)
 
     def start(self) -> None:
         self.client.connect_async(
@@ -94,12 +94,11 @@ class Ingest:
             clean_start=False,
             properties=connect_properties(),
         )
-        self.client.loop_start()
+        self.loop.start()
 
     def stop(self) -> None:
         self._stopping = True
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.loop.stop()
 
     def telemetry_filter(self) -> str:
         wanted = topics.subscription(self.base, "telemetry")
@@ -168,11 +167,12 @@ class Ingest:
         if not self._stopping:
             log.warning("disconnected from %s (%s); reconnecting", self.broker, reason)
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+    def _connect_failed(self) -> None:
         self.counters.inc("connect_failed")
         log.warning("cannot reach broker %s; retrying", self.broker)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._messages += 1
         token = (self._generation, msg.mid, msg.qos)
         item: Item | None = None
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from iotpipe.topics import Telemetry
+from tests import test_dashboard_support as support
 from tests.conftest import Broker, Procs, free_port, wait_until
 from tests.test_dashboard_support import (
     BOOT,
@@ -29,7 +30,9 @@ from tests.test_dashboard_support import (
     start_dashboard,
 )
 
-T0 = time.time() - 3600  # an hour ago: within retention, not in the future
+publisher = support.publisher  # fixture
+
+T0 = float(int(time.time()) - 3600)  # an hour ago, whole: within retention, not ahead
 
 
 def values(i: int) -> dict[str, float]:
@@ -45,6 +48,8 @@ def send(publisher: Publisher, seqs: range) -> None:
 
 def exported(dash: RunningDashboard) -> dict[tuple[int, str], float]:
     status, text = dash.get("/api/devices/noloss/export.csv")
+    if status == 404:  # nothing of the device stored yet
+        return {}
     assert status == 200, text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert all(r["boot"] == BOOT for r in rows)
@@ -65,11 +70,16 @@ def assert_every_value(dash: RunningDashboard, n: int) -> None:
     got = exported(dash)
     want = {(i, m): v for i in range(n) for m, v in values(i).items()}
     assert got == want
-    status, body = dash.get(
-        f"/api/devices/noloss/series?metric=humidity&since={T0 - 1}&until={T0 + n}&points={n}"
-    )
-    assert status == 200 and body["source"] == "raw", body
-    assert body["y"] == [values(i)["humidity"] for i in range(n)]
+    for first in range(0, n, 5000):  # the API answers at most 10,000 points a call
+        last = min(n, first + 5000)
+        since, until = T0 + first / 100 - 0.001, T0 + last / 100 - 0.001
+        status, body = dash.get(
+            f"/api/devices/noloss/series?metric=humidity&since={since}&until={until}&points=5000"
+        )
+        assert status == 200 and body["source"] == "raw", body
+        want_t = [round(T0 + i / 100, 3) for i in range(first, last)]  # ms, as the API says
+        assert body["t"] == want_t
+        assert body["v"] == [values(i)["humidity"] for i in range(first, last)]
 
 
 def healthz(dash: RunningDashboard) -> tuple[int, dict[str, object]]:
@@ -209,3 +219,34 @@ def test_a_reading_from_the_future_is_refused_and_counted(
     assert exported(dash) == {(2, m): v for m, v in values(2).items()}
     assert "ts_in_future" in dash.proc.output()
     assert http(dash.url + "/healthz")[0] == 200
+
+
+def test_a_fresh_up_stores_every_board_from_its_first_reading(procs: Procs, tmp_path: Path) -> None:
+    mqtt_port, http_port, data = free_port(), free_port(), tmp_path / "data"
+    up = procs.iotpipe(
+        "up", "up", "--virtual", "5", "--rate", "10", "--mqtt-port", str(mqtt_port),
+        "--http", f"127.0.0.1:{http_port}", "--data", str(data),
+    )  # fmt: skip
+    wait_until(lambda: "Press Ctrl-C" in up.output() or up.popen.poll() is not None, 180, "up")
+    out = up.output()
+    assert out.index("✓ dashboard") < out.index("✓ virtual-1") < out.index("✓ bridge-1"), out
+    base = f"http://127.0.0.1:{http_port}"
+    devices = [f"virtual-{n}" for n in range(1, 6)]
+
+    def seqs(device: str) -> list[int]:
+        status, text = http(f"{base}/api/devices/{device}/export.csv")
+        if status != 200:
+            return []
+        rows = csv.DictReader(io.StringIO(str(text)))
+        return sorted({int(r["seq"]) for r in rows})
+
+    wait_until(lambda: all(len(seqs(d)) >= 20 for d in devices), 180, "20 readings a board")
+    for device in devices:
+        got = seqs(device)
+        assert got == list(range(len(got))), (device, got[:20])  # from seq 0, no gap
+    assert (data.stat().st_mode & 0o777) == 0o700
+    logs = list((data / "logs").iterdir())
+    assert logs and all(p.stat().st_mode & 0o077 == 0 for p in logs)
+    token = (data / "dashboard" / "api-token").read_text().strip()
+    assert not any(token in p.read_text(errors="replace") for p in logs)
+    up.stop(signal.SIGINT, 60)

@@ -4,7 +4,10 @@ copy with other values, a seq that went back, and a file written by the previous
 
 from __future__ import annotations
 
+import ast
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from iotpipe.dashboard.store import CONFLICTING_DUPLICATE, SEQ_BACKWARDS, Store, open_store
@@ -121,3 +124,31 @@ def test_a_history_file_of_the_previous_release_opens_migrated_with_every_value(
     version = sqlite3.connect(data / "history.sqlite3").execute("PRAGMA user_version")
     assert version.fetchone() == (1,)
     assert (data / "history.sqlite3").stat().st_mode & 0o077 == 0
+
+
+DASHBOARD = Path(__file__).parent.parent / "dashboard"
+
+
+def test_the_dashboard_reads_no_private_name_of_a_library() -> None:
+    found = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--select", "SLF", "--no-cache", str(DASHBOARD)],
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0, found.stdout
+
+
+def test_the_dashboard_overrides_no_private_method_of_a_library_class() -> None:
+    """A class deriving from another module's class (``mqtt.Client``…) defines no
+    ``_name`` method: that would override the library's internals, which ruff cannot see."""
+    overrides = [
+        f"{path.name}: {node.name}.{item.name}"
+        for path in sorted(DASHBOARD.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Attribute) for b in node.bases)
+        for item in node.body
+        if isinstance(item, ast.FunctionDef)
+        and item.name.startswith("_")
+        and not item.name.endswith("__")
+    ]
+    assert overrides == []
