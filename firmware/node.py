@@ -5,10 +5,21 @@ import gc
 import time
 
 import board
-import sensors
 import wire
 
 FIRMWARE_VERSION = "0.2.0"
+
+
+ERRNO_NAMES = {110: "ETIMEDOUT", 116: "ETIMEDOUT", 5: "EIO", 19: "ENODEV", 12: "ENOMEM"}
+
+
+def reason(e):
+    # A short text for an error line: "OSError ETIMEDOUT" rather than "OSError(110,)".
+    name = type(e).__name__
+    if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
+        return name + " " + ERRNO_NAMES.get(e.args[0], str(e.args[0]))
+    text = str(e)
+    return name + ": " + text if text else name
 
 
 class Uptime:
@@ -35,13 +46,17 @@ class Node:
         self.uptime = Uptime()
         self.sensors = []
         self.failed = [("config", p) for p in problems]  # (sensor name, reason)
+        import sensors  # only to set them up: unloaded below
+
         taken = []
         for spec in specs or config["sensors"]:
             try:
                 self.sensors.append(sensors.build(spec, taken))
             except Exception as e:  # a missing module or wrong pin must not stop the rest
                 name = spec.get("name") or spec.get("type") if isinstance(spec, dict) else None
-                self.failed.append((str(name), "not available: " + sensors.reason(e)))
+                self.failed.append((str(name), "not available: " + reason(e)))
+        del sensors
+        board.forget("sensors")
         self.metrics = [m for s in self.sensors for m in s.metrics]
         self.values = [None] * len(self.metrics)  # reused by every reading
         self.seq = 0
@@ -52,8 +67,7 @@ class Node:
         if make_out is None:
             import ring  # only the serial transport replays (a board on Wi-Fi has its backlog)
 
-            capacity = config.get("ring_max")
-            capacity = board.ring_default() if capacity is None else capacity
+            capacity = config.get("ring_max", 100)  # boardconfig.RING
             self.out = wire.Encoder(write, config["device_id"], boot, self.metrics,
                                     ring.Ring(capacity, len(self.metrics)))
         else:
@@ -93,7 +107,7 @@ class Node:
                 for j in range(i, i + n):
                     values[j] = None
                 self.read_errors += 1
-                self.out.error(self.uptime.now(), sensor.name, sensors.reason(e))
+                self.out.error(self.uptime.now(), sensor.name, reason(e))
             i += n
         if not ok:
             return None
@@ -124,7 +138,7 @@ class Node:
         except ValueError as e:
             return False, str(e)
         except Exception as e:  # a bug in a handler is an answer, not a crash
-            return False, "command failed: " + sensors.reason(e)
+            return False, "command failed: " + reason(e)
 
     def replay_step(self):
         # Called by the loop each turn while a replay runs: a few lines, then the answer.
@@ -181,7 +195,10 @@ class Node:
         self.config["interval_ms"] = value
         saved = args.get("save") is True
         if saved:
-            board.save_config(self.config)
+            import boardconfig
+
+            boardconfig.save_config(self.config)
+            board.forget("boardconfig")
         return {"interval_ms": value, "saved": saved}
 
     def cmd_replay(self, args):

@@ -16,7 +16,6 @@ DRIVERS = {
     "mcu": ("sensor_mcu", "InternalTemperature"),
     "battery": ("sensor_battery", "Battery"),  # from the config's battery_adc
 }
-ERRNO_NAMES = {110: "ETIMEDOUT", 116: "ETIMEDOUT", 5: "EIO", 19: "ENODEV", 12: "ENOMEM"}
 
 
 def valid_metric(name):
@@ -50,12 +49,3 @@ def build(spec, taken):
         taken.append(m[0])
     sensor.metrics = metrics
     return sensor
-
-
-def reason(e):
-    # A short text for an error line: "OSError ETIMEDOUT" rather than "OSError(110,)".
-    name = type(e).__name__
-    if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
-        return name + " " + ERRNO_NAMES.get(e.args[0], str(e.args[0]))
-    text = str(e)
-    return name + ": " + text if text else name

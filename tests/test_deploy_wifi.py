@@ -167,7 +167,7 @@ class TestTheConfigABoardGets:
             deploy.board_ca(parse(*without), config_of(*without))
         esp8266 = (*wifi(broker_data, "--wifi-password", PASSWORD), "--board", "esp8266",
                    "--broker", "mqtts://pi.local")  # fmt: skip
-        with pytest.raises(UserError, match="esp8266's TLS cannot check"):
+        with pytest.raises(UserError, match="esp8266 cannot run the Wi-Fi transport"):
             deploy.board_ca(parse(*esp8266), config_of(*esp8266))
 
     def test_no_wifi_password_at_all_says_where_to_put_it(self, broker_data: Path) -> None:

@@ -140,7 +140,7 @@ def test_firmware_doc_names_every_config_key_and_deploy_flag() -> None:
     from tests.conftest import ROOT
 
     doc = (ROOT / "docs" / "firmware.md").read_text()
-    tree = ast.parse((ROOT / "firmware" / "board.py").read_text())
+    tree = ast.parse((ROOT / "firmware" / "boardconfig.py").read_text())
     keys = next(
         ast.literal_eval(node.value)
         for node in tree.body

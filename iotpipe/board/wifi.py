@@ -2,7 +2,7 @@
 
 Checked here, on the deploying machine, because a board given a wrong value can only
 report it by never showing up on the broker. The keys are the firmware's contract
-(``firmware/board.py``).
+(``firmware/boardconfig.py``).
 """
 
 from __future__ import annotations

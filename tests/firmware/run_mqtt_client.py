@@ -49,12 +49,12 @@ def abrupt():
 
 
 def clock():
-    import board
+    import boardconfig
     import netboard
     import netconfig
     import netloop
 
-    config, problems = board.load_config("none.json")
+    config, problems = boardconfig.load_config("none.json")
     config.update({"device_id": "fw-clock", "transport": "mqtt", "mqtt_host": "127.0.0.1"})
     netconfig.check(config, problems)
     config["mqtt_port"] = port
