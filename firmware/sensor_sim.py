@@ -9,20 +9,22 @@ class Simulated:
     base = (("temperature", "°C", 2), ("humidity", "%", 1))
 
     def __init__(self, spec):
-        self._state = (spec.get("seed", 1) * 2654435761) & 0x7FFFFFFF or 1
+        self._state = (spec.get("seed", 1) * 2654435761) & 0xFFFF or 1
         self._temperature = 21.0
         self._humidity = 45.0
         self._fail_every = spec.get("fail_every", 0)  # for tests: every n-th read fails
         self._reads = 0
 
     def _step(self):
-        # xorshift32: cheap, deterministic, allocation-free (small ints).
+        # xorshift16 (7, 9, 8): cheap, deterministic, and its state a small int on every
+        # port (a 32-bit state is a heap-allocated long on a 32-bit build, whose size then
+        # comes and goes with the state and looks like a leak in the heap tests).
         x = self._state
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
+        x ^= (x << 7) & 0xFFFF
+        x ^= x >> 9
+        x ^= (x << 8) & 0xFFFF
         self._state = x
-        return ((x & 0xFFFF) / 32768.0) - 1.0  # in [-1, 1)
+        return (x / 32768.0) - 1.0  # in [-1, 1)
 
     def read_into(self, values, i):
         self._reads += 1

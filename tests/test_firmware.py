@@ -54,7 +54,7 @@ def test_heap_stays_flat_over_ten_thousand_readings_with_the_ring_full(tmp_path:
     for source in [*firmware_dir().glob("*.py"), *(ROOT / "tests" / "firmware").glob("*.py")]:
         shutil.copy(source, tmp_path / source.name)
     result = subprocess.run(
-        [find_micropython(), "-X", "heapsize=64K", "run_memory.py", "sim", "100"],
+        [find_micropython(), "-X", "heapsize=56K", "run_memory.py", "sim", "100"],
         env={**os.environ, "MICROPYPATH": ""},
         cwd=tmp_path,
         capture_output=True,
