@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 RUN_PACKAGES=(mosquitto mosquitto-clients)
-# chromium: the browser tests; gcc-multilib: the 32-bit MicroPython build; postgresql: the dashboard store tests run on it too;
+# chromium: the browser tests; postgresql: the dashboard store tests run on it too;
+# gcc-multilib: the 32-bit MicroPython build (tests of the firmware at an ESP8266 heap);
 # prometheus: its promtool checks both /metrics endpoints (tests/test_metrics*.py);
 # docker.io, mmdebstrap, iptables, iproute2: the compose tier's own Docker Engine and the
 # base images it builds from Debian packages (tests/compose_support.py).

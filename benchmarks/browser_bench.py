@@ -461,7 +461,9 @@ def screenshots(browser: Browser, tmp: Path, port: int, out: Path) -> None:
     for scheme in ("light", "dark"):
         for width, suffix in ((1280, ""), (390, "-phone")):
             context = browser.browser.new_context(
-                viewport={"width": width, "height": 900}, color_scheme=scheme
+                viewport={"width": width, "height": 900},
+                color_scheme=scheme,
+                timezone_id="Europe/Berlin",  # the picture shows a zone other than UTC
             )
             page = context.new_page()
             page.goto(dash.base + "/")
@@ -469,9 +471,8 @@ def screenshots(browser: Browser, tmp: Path, port: int, out: Path) -> None:
                 "() => document.querySelectorAll('#charts .legend .key').length === 8"
             )
             page.wait_for_timeout(500)
-            page.screenshot(
-                path=str(out / f"dashboard-{scheme}{suffix}.png"), full_page=width < 600
-            )
+            name = "dashboard" + ("-dark" if scheme == "dark" else "") + suffix
+            page.screenshot(path=str(out / f"{name}.png"), full_page=width < 600)
             context.close()
     dash.stop()
 
@@ -496,23 +497,25 @@ def main() -> None:
         # Open to anonymous clients on loopback: this measures the page, not access control.
         db.iotpipe(tmp, "broker", "broker", "--port", str(port), "--data", str(tmp / "b"),
                    "--insecure", "on")  # fmt: skip
-        browser = Browser(webgl=args.only == "renderer")
         try:
             db.wait_for(lambda: socket.create_connection(("127.0.0.1", port), 0.2).close() or 1)
-            if args.screenshots:
-                screenshots(browser, tmp, port, args.screenshots)
-                return
-            if args.only in (None, "renderer"):
-                gl = Browser(webgl=True) if args.only is None else browser
-                bench_renderer(gl, args.quick)
-                if gl is not browser:
+            if args.only in (None, "renderer") and not args.screenshots:
+                gl = Browser(webgl=True)  # one Playwright at a time: closed before the next
+                try:
+                    bench_renderer(gl, args.quick)
+                finally:
                     gl.close()
-            if args.only in (None, "live"):
-                bench_live(browser, tmp, port, seconds)
-            if args.only in (None, "load"):
-                bench_first_load(browser, tmp, port, rows)
+            browser = Browser()
+            try:
+                if args.screenshots:
+                    screenshots(browser, tmp, port, args.screenshots)
+                if args.only in (None, "live") and not args.screenshots:
+                    bench_live(browser, tmp, port, seconds)
+                if args.only in (None, "load") and not args.screenshots:
+                    bench_first_load(browser, tmp, port, rows)
+            finally:
+                browser.close()
         finally:
-            browser.close()
             for proc in reversed(db.STARTED):
                 if proc.poll() is None:
                     proc.terminate()

@@ -14,8 +14,8 @@
 const POINTS = 1000; // asked of the server per trace for one chart…
 const CHART_POINTS = 8000; // …and the most one chart holds, all its traces together
 const MIN_TRACE_POINTS = 400;
-const FRAME_MS = 250; // at most four draws a second…
-const DRAW_SHARE = 0.2; // …and fewer if drawing takes more than a fifth of the time
+const FRAME_MS = 300; // at most about three draws a second…
+const DRAW_SHARE = 0.15; // …and fewer if drawing would take more than 15 % of the time
 const MAX_FRAME_MS = 1000;
 
 const state = {
@@ -441,7 +441,7 @@ function queuePoint(chart, device, ts, value) {
   }
   const x = plotX(ts);
   // A reading older than one already drawn (a board's replay after a gap) is put in its
-  // place at the next draw; until then the waiting points are kept in time order too.
+  // place at the next draw; waiting points are sorted before they are thinned.
   const drawn = chart.div.data?.[chart.devices.indexOf(device)]?.x;
   const newest = p.x.length ? p.x[p.x.length - 1] : drawn?.[drawn.length - 1];
   if (newest !== undefined && x < newest) chart.unordered = true;
