@@ -49,6 +49,17 @@ COUNTERS: Mapping[str, Declared] = {
     "answers_unmatched": Declared("Board answers with no pending command"),
     "gaps": Declared("Gaps detected in a board's reading sequence numbers"),
     "missing": Declared("Readings missing in those gaps"),
+    "duplicates": Declared(
+        "Readings seen again and not stored, by verdict", ("duplicate", "conflict")
+    ),
+    "conflicts": Declared("Readings seen again with other values (the first copy is kept)"),
+    "not_stored": Declared("Readings the spool could not store, by reason", labelled=True),
+    "spool_errors": Declared("Spool writes that failed, by reason", labelled=True),
+    "spool_damaged": Declared("Damaged spool files kept aside and started anew"),
+    "replays_asked": Declared("Replays of recent readings asked of the board"),
+    "replays_answered": Declared("Replays the board answered"),
+    "replays_failed": Declared("Replays that failed, by reason", labelled=True),
+    "replayed_by_board": Declared("Readings the board sent again in a replay"),
 }
 
 

@@ -23,9 +23,17 @@ COUNTERS: Mapping[str, Declared] = {
     "batches": Declared("Write transactions of the history store"),
     "pruned": Declared("Readings removed by retention"),
     "rejected": Declared("Messages refused, by reason", labelled=True),
-    "dropped": Declared(
-        "Readings lost before the store, by reason", ("store_error", "writer_queue_full")
+    "store_errors": Declared(
+        "Store writes that failed and will be retried, by reason", labelled=True
     ),
+    "flagged": Declared("Readings stored with a flag, by reason", ("seq_backwards",)),
+    "alerts": Declared("Alert changes, by state", ("firing", "resolved", "reminder", "reported")),
+    "alert_sent": Declared("Notifications delivered"),
+    "alert_failed": Declared("Notification attempts that failed", ("retrying", "gave_up")),
+    "alert_dropped": Declared("Notifications not queued, by reason", ("queue_full",)),
+    "alert_store_failed": Declared("Alert history or state the store could not save"),
+    "alert_rules_loaded": Declared("Times an alert rules file was loaded"),
+    "alert_rules_rejected": Declared("Alert rules files refused (the running rules stay)"),
     "connect_failed": Declared("Failed attempts to connect to the broker"),
     "commands_answered": Declared("Commands sent from the page that got their answer"),
     "command_timeouts": Declared("Commands sent from the page that got no answer in time"),
@@ -35,6 +43,8 @@ COUNTERS: Mapping[str, Declared] = {
 
 GAUGE_HELP: Mapping[str, str] = {
     "writer_queue": "Readings waiting for the history store",
+    "alert_queue": "Notifications waiting to be sent",
+    "store_cannot_write": "1 while the history store cannot write (readings wait in the broker)",
 }
 
 

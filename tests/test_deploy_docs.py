@@ -156,9 +156,13 @@ def test_the_health_check_asks_the_dashboard_and_the_bridge(
     port, answers = fake_server
     dashboard = ["dashboard", "--http", f"0.0.0.0:{port}"]
     assert check(dashboard) is not None  # no /healthz yet: a 404
-    answers["/healthz"] = json.dumps({"ok": True, "mqtt_connected": False}).encode()
+    answers["/healthz"] = json.dumps(
+        {"ok": True, "mqtt_connected": True, "subscribed": False}
+    ).encode()
     assert "not subscribed" in (check(dashboard) or ""), "healthy means: readings are kept"
-    answers["/healthz"] = json.dumps({"ok": True, "mqtt_connected": True}).encode()
+    answers["/healthz"] = json.dumps(
+        {"ok": True, "mqtt_connected": True, "subscribed": True}
+    ).encode()
     assert check(dashboard) is None
     bridge = ["bridge", "--serial", "x", "--metrics", f"127.0.0.1:{port}"]
     answers["/metrics"] = b"iotpipe_bridge_mqtt_connected 0\n"

@@ -165,7 +165,10 @@ def test_the_bridge_endpoint_passes_promtool_before_and_after_traffic(
     before = scrape(url)
     promtool_check(before)
     assert_declared_at_zero(
-        before, "iotpipe_bridge", dict(BRIDGE_COUNTERS), {"port_opens", "connects"}
+        before,
+        "iotpipe_bridge",
+        dict(BRIDGE_COUNTERS),
+        {"port_opens", "connects", "replays_asked", "replays_answered", "replayed_by_board"},
     )
     assert_process_and_build(before, "bridge")
     assert value(before, "iotpipe_bridge_mqtt_connected") == 0
