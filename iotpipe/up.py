@@ -302,7 +302,7 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
                 "announce",
                 argv,
                 _running_for(0.5),
-                logs / "announce.log",
+                private_log(logs / "announce.log"),
                 env=_role_env(args, "announcer"),
             ),
             10,

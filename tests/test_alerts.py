@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -210,14 +211,16 @@ def test_a_failing_destination_is_retried_counted_shown_masked_and_ack_needs_log
         )
         dash = start_dashboard(procs, broker, tmp_path / "dash", "--alerts", str(rules))
         send(publisher, "dev-a", [40])
-        wait_until(lambda: metric(dash, "iotpipe_dashboard_alert_failed_total") >= 1, WAIT, "fail")
+        retrying = 'iotpipe_dashboard_alert_failed_total{reason="retrying"}'
+        wait_until(lambda: metric(dash, retrying) >= 1, WAIT, "fail")
         wait_until(lambda: failing.got, 90, "delivered after two retries")
     finally:
         failing.close()
     assert failing.attempts == 3 and failing.got[0].json()["title"].startswith("[FIRING]")
     assert metric(dash, 'iotpipe_dashboard_alert_failed_total{reason="retrying"}') == 2
     wait_until(lambda: metric(dash, "iotpipe_dashboard_alert_sent_total") == 1, WAIT, "sent")
-    assert "iotpipe_dashboard_alert_queue 0" in dash.get("/metrics")[1].splitlines()
+    assert metric(dash, "iotpipe_dashboard_alert_queue ") == 0
+    assert "iotpipe_dashboard_alert_queue " in dash.get("/metrics")[1]
     (dest,) = dash.get("/api/alerts/firing")[1]["destinations"]
     assert dest["ok"] is True and dest["failures"] == 2 and dest["name"] == "hook"
     assert failing.got[0].headers["Authorization"].startswith("Basic ")  # the secret was used
@@ -301,7 +304,8 @@ def test_a_store_that_cannot_write_fires_and_resolves_when_it_writes_again(
     assert titles(receiver) == ["[FIRING] store"]
     assert "no such table: samples" in messages(receiver)[0]["message"]
     with sqlite3.connect(tmp_path / "dash" / "history.sqlite3", timeout=30) as conn:
-        conn.executescript(SCHEMA)
+        (samples,) = re.findall(r"CREATE TABLE samples \(.*?\) WITHOUT ROWID;", SCHEMA, re.S)
+        conn.executescript(samples)
     send(publisher, "dev-a", [22], first_seq=2)
     wait_until(lambda: len(receiver.got) == 2, WAIT, "store alert resolved")
     assert titles(receiver)[1] == "[RESOLVED] store"
