@@ -257,5 +257,25 @@ def test_times_are_in_the_readers_zone_tooltips_carry_units_and_zoom_refetches(
     )  # the window's ten readings, fetched at full resolution
 
 
+def test_an_alerts_chart_link_opens_the_chart_at_the_alerts_time(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path, open_page: OpenPage
+) -> None:
+    dash = start_dashboard(procs, broker, tmp_path / "dash")
+    now = time.time()
+    for i in range(20):
+        publisher.reading(reading("linked", i, now - 3000 + i * 100, temperature=20 + i))
+    wait_until(lambda: dash.get("/api/devices")[1], 10, "readings stored")
+    start, end = now - 2000, now - 1000  # as dashboard/alert_text.py's chart_link makes it
+    page = open_page()
+    with page.expect_request(lambda r: "/api/charts/temperature" in r.url) as chart:
+        page.goto(f"{dash.url}/?device=linked&metric=temperature&since={start:.0f}&until={end:.0f}")
+    query = chart.value.url
+    assert f"since={start:.0f}&until={end:.0f}" in query, query
+    page.wait_for_function(
+        "() => document.getElementById('chart-temperature')?.data?.[0]?.y.length === 10"
+    )  # only the window's ten readings, not the last hour's
+    assert page.evaluate("document.getElementById('chart-temperature').layout.xaxis.range")
+
+
 def _zone_time(ts: float) -> time.struct_time:
     return dt.datetime.fromtimestamp(ts, ZoneInfo(ZONE)).timetuple()

@@ -521,16 +521,30 @@ async function loadDevices() {
   return devices;
 }
 
+// A link from an alert (`/?metric=M&since=S&until=U`, docs/alerts.md) opens the charts at
+// that window, the linked metric's in view; a double-click goes back to the live range.
+function linkedWindow() {
+  const query = new URLSearchParams(location.search);
+  const since = Number(query.get("since")), until = Number(query.get("until"));
+  const valid = query.has("since") && query.has("until") && since < until;
+  return { window: valid ? [since, until] : undefined, metric: query.get("metric") };
+}
+
 // The page names the charts it had when served: they are asked for at once, beside the
 // devices, rather than after them.
 async function loadAll() {
   loadAlerts().catch(showError);
+  const link = linkedWindow();
   const named = (document.body.dataset.metrics || "").split(" ").filter(Boolean);
-  const early = named.map((m) => loadChart(m));
+  const early = named.map((m) => loadChart(m, link.window));
   const devices = await loadDevices();
   const metrics = [...new Set(devices.flatMap((d) => d.metrics))].sort();
   for (const m of metrics) chartFor(m); // in order, before any answer arrives
-  await Promise.all([...early, ...metrics.map((m) => loadChart(m))]);
+  const rest = metrics.filter((m) => !named.includes(m));
+  await Promise.all([...early, ...rest.map((m) => loadChart(m, link.window))]);
+  if (link.metric && state.charts.has(link.metric)) {
+    state.charts.get(link.metric).div.scrollIntoView({ block: "center" });
+  }
 }
 
 function showAlert(a, atTop) {
