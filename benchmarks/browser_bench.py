@@ -373,7 +373,7 @@ def make_history(data: Path, rows: int, end: float) -> float:
         INSERT INTO devices (id, status, last_ts, last)
             VALUES ('bench', 'online', {t0 + rows - 1}, '{{"temperature": 20.0}}');
         WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < {rows})
-        INSERT INTO samples SELECT 1, {t0} + i, 20 + (i % 86400) / 8640.0
+        INSERT INTO samples SELECT 1, {t0} + i, i, 20 + (i % 86400) / 8640.0
             + CASE WHEN i % 1000003 = 0 THEN 50 ELSE 0 END FROM c;
         INSERT INTO rollups SELECT 1, 60, CAST(ts / 60 AS INTEGER) * 60, count(*), sum(value),
             min(value), max(value) FROM samples GROUP BY 3;
@@ -494,11 +494,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="browser-bench-") as name:
         tmp = Path(name)
         port = db.free_port()
-        # Open to anonymous clients on loopback: this measures the page, not access control.
-        db.iotpipe(tmp, "broker", "broker", "--port", str(port), "--data", str(tmp / "b"),
-                   "--insecure", "on")  # fmt: skip
+        # Locked down as users run it: the dashboard and the publisher log in with their roles.
+        db.iotpipe(tmp, "broker", "broker", "--port", str(port), "--data", str(tmp / "b"))
         try:
             db.wait_for(lambda: socket.create_connection(("127.0.0.1", port), 0.2).close() or 1)
+            db.load_logins(tmp / "b")
             if args.only in (None, "renderer") and not args.screenshots:
                 gl = Browser(webgl=True)  # one Playwright at a time: closed before the next
                 try:
