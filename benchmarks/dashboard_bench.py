@@ -122,7 +122,7 @@ def rss_mb(pid: int) -> float:
 def counter(base: str, name: str) -> int:
     for line in get(base + "/metrics").decode().splitlines():
         if line.startswith(name + " "):
-            return int(line.split()[1])
+            return int(float(line.split()[1]))  # prometheus_client writes 20000.0
     return 0
 
 
