@@ -265,7 +265,9 @@ def test_an_alerts_chart_link_opens_the_chart_at_the_alerts_time(
     for i in range(20):
         publisher.reading(reading("linked", i, now - 3000 + i * 100, temperature=20 + i))
     wait_until(lambda: dash.get("/api/devices")[1], 10, "readings stored")
-    start, end = now - 2000, now - 1000  # as dashboard/alert_text.py's chart_link makes it
+    # As dashboard/alert_text.py's chart_link makes it; 50 s from any reading, so that the
+    # link's whole seconds hold readings 10 to 19 exactly.
+    start, end = now - 2050, now - 1050
     page = open_page()
     with page.expect_request(lambda r: "/api/charts/temperature" in r.url) as chart:
         page.goto(f"{dash.url}/?device=linked&metric=temperature&since={start:.0f}&until={end:.0f}")
