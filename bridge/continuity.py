@@ -290,16 +290,21 @@ class Continuity:
         if gap.where == _UNKNOWN:
             return  # before the first reading of a board no bridge had seen
         self.gaps.append(gap)
-        self.counters.inc("gaps", gap.where)
-        self.counters.inc("missing", gap.where, gap.count)
-        changed(
-            log,
-            "readings_missing",
-            logging.WARNING,
-            device=gap.device,
-            boot=gap.boot,
-            first=gap.first,
-            last=gap.last,
-            count=gap.count,
-            where=gap.where,
-        )
+        count_and_log(self.counters, gap)
+
+
+def count_and_log(counters: Counters, gap: Gap) -> None:
+    """Every gap, wherever it was found, is counted and logged the same way."""
+    counters.inc("gaps", gap.where)
+    counters.inc("missing", gap.where, gap.count)
+    changed(
+        log,
+        "readings_missing",
+        logging.WARNING,
+        device=gap.device,
+        boot=gap.boot,
+        first=gap.first,
+        last=gap.last,
+        count=gap.count,
+        where=gap.where,
+    )

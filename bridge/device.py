@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable, Iterable
 
 from iotpipe.bridge import discovery
-from iotpipe.bridge.continuity import NEW, Continuity, Gap
+from iotpipe.bridge.continuity import NEW, Continuity, Gap, count_and_log
 from iotpipe.bridge.events import changed
 from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.lines import TooLong
@@ -130,19 +130,7 @@ class Device:
         """Readings the spool's size bound pushed out: published now, not spooled (the
         spool is full), counted and logged like every gap."""
         for gap in gaps:
-            self.counters.inc("gaps", gap.where)
-            self.counters.inc("missing", gap.where, gap.count)
-            changed(
-                log,
-                "readings_missing",
-                logging.WARNING,
-                device=gap.device,
-                boot=gap.boot,
-                first=gap.first,
-                last=gap.last,
-                count=gap.count,
-                where=gap.where,
-            )
+            count_and_log(self.counters, gap)
             if self.publisher is not None:
                 self.publisher.publish(self.translator.gap(gap, gap.boot, time.time()))
 

@@ -23,6 +23,7 @@ from tests import test_dashboard_support as support
 from tests.alerts_support import HttpReceiver
 from tests.conftest import ROOT, Broker, Procs, wait_until
 from tests.test_dashboard_support import Publisher, http, reading, start_dashboard
+from tests.test_noloss_store import OLD_SCHEMA  # main at 1b120ab wrote this
 
 publisher = support.publisher  # fixture
 postgres = support.postgres  # fixture
@@ -65,28 +66,6 @@ def metric(dash: support.RunningDashboard, line_start: str) -> int:
         if line.startswith(line_start):
             return int(float(line.split()[1]))
     return 0
-
-
-# The history store as main at 1b120ab (before alerts) wrote it: its schema, verbatim.
-OLD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY, status TEXT, meta TEXT, last_ts REAL, last TEXT
-);
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (device, metric)
-);
-CREATE TABLE IF NOT EXISTS readings (
-    device TEXT, boot TEXT, seq INTEGER, ts REAL, PRIMARY KEY (device, boot, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
-CREATE TABLE IF NOT EXISTS samples (
-    series INTEGER, ts REAL, value REAL, PRIMARY KEY (series, ts)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollups (
-    series INTEGER, res INTEGER, bucket INTEGER, n INTEGER, sum REAL, min REAL, max REAL,
-    PRIMARY KEY (series, res, bucket)
-) WITHOUT ROWID;
-"""
 
 
 def old_store(path: Path, ts: float, value: float) -> None:
