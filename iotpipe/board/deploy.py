@@ -179,23 +179,34 @@ def board_ca(args: argparse.Namespace, config: dict[str, Any]) -> Path | None:
     return pem
 
 
+# mpremote's raw-REPL handshake can come out of step with the board (a reply read late, as
+# seen now and then on a loaded host); every command line deploy runs is safe to repeat.
+HANDSHAKE_FAILED = ("could not exec command", "could not enter raw repl")
+
+
 def mpremote(port: str, *words: str) -> str:
-    """Run one mpremote command line against the board; its output, or a UserError."""
+    """Run one mpremote command line against the board; its output, or a UserError. A failed
+    raw-REPL handshake is tried once more, in a new connection."""
     argv = [sys.executable, "-m", "mpremote", "connect", port, "resume", *words]
-    log.debug("running %s", argv)
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=MPREMOTE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise UserError(
-            f"mpremote got no answer from {port} — is it a MicroPython board?"
-        ) from None
-    if done.returncode != 0:
+    for attempt in (1, 2):
+        log.debug("running %s", argv)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=MPREMOTE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise UserError(
+                f"mpremote got no answer from {port} — is it a MicroPython board?"
+            ) from None
+        if done.returncode == 0:
+            return done.stdout
         said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no message"]
-        raise UserError(
-            f"mpremote failed on {port}: {said[0]} — check the port, close other programs "
-            "using it (a bridge, a terminal), or see docs/firmware.md"
-        )
-    return done.stdout
+        if attempt == 1 and any(s in said[0] for s in HANDSHAKE_FAILED):
+            log.warning("mpremote on %s: %s; trying once more", port, said[0])
+            continue
+        break
+    raise UserError(
+        f"mpremote failed on {port}: {said[0]} — check the port, close other programs "
+        "using it (a bridge, a terminal), or see docs/firmware.md"
+    )
 
 
 def stop_program(port: str) -> int:
