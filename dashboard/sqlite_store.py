@@ -179,6 +179,10 @@ class SQLiteStore:
     def _write(self, readings: Sequence[Telemetry]) -> Written:
         conn = self._conn()
         with conn:
+            # Explicitly: Python's sqlite3 opens a transaction only before DML, and _fresh's
+            # SAVEPOINT would then be the outermost one, whose RELEASE commits the readings
+            # on their own; a kill before the samples' commit left readings without values.
+            conn.execute("BEGIN")
             written = self._fresh(conn, readings)
             ids = self._series
             samples = []

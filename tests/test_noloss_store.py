@@ -152,3 +152,30 @@ def test_the_dashboard_overrides_no_private_method_of_a_library_class() -> None:
         and not item.name.endswith("__")
     ]
     assert overrides == []
+
+
+def test_a_reading_and_its_values_are_committed_together(tmp_path: Path) -> None:
+    """A write that fails after the readings' rows leaves none of them: a reading stored
+    without its values would refuse every later copy as a conflicting duplicate."""
+    store = open_store(str(tmp_path / "data"))
+    try:
+        store.write([reading("a", 0, T0, temperature=1.0)])
+        with sqlite3.connect(tmp_path / "data" / "history.sqlite3") as conn:
+            conn.execute(
+                "CREATE TRIGGER fail BEFORE INSERT ON samples BEGIN SELECT RAISE(ABORT, 'x'); END"
+            )
+        batch = [reading("a", i, T0 + i, temperature=float(i)) for i in (1, 2)]
+        try:
+            store.write(batch)
+        except sqlite3.DatabaseError:
+            pass
+        else:
+            raise AssertionError("the write should have failed at its samples")
+        with sqlite3.connect(tmp_path / "data" / "history.sqlite3") as conn:
+            assert conn.execute("SELECT seq FROM readings").fetchall() == [(0,)]
+            conn.execute("DROP TRIGGER fail")
+        store.write(batch)  # the broker delivers them again: now they are stored, values too
+        values = [1.0, 1.0, 2.0]
+        assert exported(store, "a") == [(values[i], BOOT, i, i * 1000, None) for i in range(3)]
+    finally:
+        store.close()
