@@ -28,7 +28,7 @@ from iotpipe.bridge.continuity import RESTART, SPOOL_FULL, Gap
 from iotpipe.bridge.device import Device
 from iotpipe.bridge.events import changed
 from iotpipe.bridge.metrics import MetricsServer, bridge_registry
-from iotpipe.bridge.outbox import DRAIN_TICK_S, Outbox
+from iotpipe.bridge.outbox import DRAIN_TICK_S, KEEP_ACKED_S, Outbox
 from iotpipe.bridge.portio import PortLost
 from iotpipe.bridge.publisher import MqttOptions, Publisher
 from iotpipe.bridge.requests import RequestRejected, Router, parse_request, route_for
@@ -60,6 +60,7 @@ class BridgeConfig:
     spool_max_bytes: int = 100 * 2**20
     qos: int = 1
     drain_rate: float = 500.0
+    keep_acked_s: float = KEEP_ACKED_S
     request_timeout: float = 4.0
     ha_prefix: str | None = discovery.DEFAULT_PREFIX
     metrics: HostPort | None = None
@@ -85,6 +86,7 @@ class Bridge:
                 self.counters,
                 config.drain_rate,
                 on_dropped=self._report_dropped,
+                keep_acked_s=config.keep_acked_s,
             )
         self._generation = 0  # of the spool file continuity was loaded from
         self.bridge_status = topics.bridge_status(config.base_topic, config.name)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 from iotpipe.bridge.continuity import SPOOL_FULL, Gap
 from iotpipe.bridge.events import changed
-from iotpipe.bridge.spool import Dropped, Mark, Seen, Spool, SpoolError
+from iotpipe.bridge.spool import Dropped, Mark, Seen, Spool, SpoolError, batch_bytes
 from iotpipe.bridge.storage import Storage
 
 from iotpipe.counters import Counters
@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 WINDOW = 1000
 DRAIN_TICK_S = 0.02
 # A PUBACK means the broker has the message, not that it has written it down: Mosquitto
-# saves to disk every autosave_interval, so one killed loses what it had not yet handed
-# to a subscriber. Acknowledged rows stay this long and are sent again after a reconnect.
-KEEP_ACKED_S = 10.0
+# saves to disk every autosave_interval (60 s in broker/conf.d), so one killed loses what
+# it had not yet handed to a subscriber. Acknowledged rows stay this long — over twice
+# that interval, as a save can come late on a busy broker — and are sent again after a
+# reconnect; a test holds the two together.
+KEEP_ACKED_S = 150.0
 _CONNECTED, _DISCONNECTED = "connected", "disconnected"
 
 Send = Callable[[str, bytes], "int | None"]
@@ -105,6 +107,8 @@ class Outbox:
         if spool is None or not self.storage.due(time.monotonic()):
             self._not_stored(len(batch))
             return False
+        if spool.size + batch_bytes(batch) > spool.max_bytes:
+            self._forget_acked(float("inf"))  # kept copies give way before unsent readings
         try:
             dropped = spool.append(batch, seen, marks)
         except SpoolError as exc:

@@ -193,7 +193,7 @@ class Spool:
         """Commit messages, the identities of the readings among them and the devices'
         new marks in one transaction; say what was dropped to stay within ``max_bytes``."""
         batch = list(messages)
-        added = sum(len(t) + len(p) + ROW_OVERHEAD for t, p in batch)
+        added = batch_bytes(batch)
         identities = [(s.identity[0], s.identity[1], s.identity[2], s.digest) for s in seen]
         rows, size = self._rows, self._bytes
         try:
@@ -326,6 +326,11 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def batch_bytes(batch: Iterable[tuple[str, bytes]]) -> int:
+    """What rows of these messages count against the spool's ``max_bytes``."""
+    return sum(len(topic) + len(payload) + ROW_OVERHEAD for topic, payload in batch)
 
 
 def reading_identity(payload: bytes) -> Identity | None:

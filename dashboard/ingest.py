@@ -117,6 +117,16 @@ class Ingest:
             log.warning("broker %s refused the connection: %s", self.broker, reason)
             return
         log.info("connected to %s (session present: %s)", self.broker, flags.session_present)
+        if not flags.session_present and self.subscribed.is_set():
+            # A broker killed before it ever saved our session (autosave_interval) starts
+            # without it: what the bridges sent before we subscribe again went to no one.
+            self.counters.inc("sessions_lost")
+            log.warning(
+                "broker %s had forgotten this dashboard's session (was it killed, not "
+                "stopped?): readings published before this reconnect may be missing; "
+                "check the history with `iotpipe export` and the bridges' gap reports",
+                self.broker,
+            )
         subs = [
             self.telemetry_filter(),
             topics.subscription(self.base, "status"),

@@ -35,6 +35,9 @@ COUNTERS: Mapping[str, Declared] = {
     "alert_rules_loaded": Declared("Times an alert rules file was loaded"),
     "alert_rules_rejected": Declared("Alert rules files refused (the running rules stay)"),
     "connect_failed": Declared("Failed attempts to connect to the broker"),
+    "sessions_lost": Declared(
+        "Reconnects that found the broker had forgotten our session: readings may be missing"
+    ),
     "commands_answered": Declared("Commands sent from the page that got their answer"),
     "command_timeouts": Declared("Commands sent from the page that got no answer in time"),
     "sse_dropped": Declared("Live events a slow page did not get, by event", labelled=True),

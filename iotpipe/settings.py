@@ -220,6 +220,14 @@ _TABLE = [
         "N",
     ),
     Setting(
+        "keep-acked",
+        150.0,
+        "bridge: seconds an acknowledged reading stays spooled and is sent again after a "
+        "reconnect; over twice the broker's autosave_interval",
+        _positive_float,
+        "S",
+    ),
+    Setting(
         "request-timeout",
         4.0,
         "bridge: seconds a board has to answer a command before the asker gets an error",

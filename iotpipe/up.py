@@ -201,30 +201,35 @@ def _start_wifi_boards(sup: Supervisor, args: argparse.Namespace, logs: Path) ->
     return int(args.virtual_wifi)
 
 
+def _save_sessions(broker: Child) -> None:
+    """Mosquitto writes its sessions to disk only every ``autosave_interval``; SIGUSR1 asks
+    for it now, so the dashboard's new subscription outlives a broker killed in its first
+    minute (restarted from its file, it would not know the dashboard wants readings)."""
+    if broker.popen is not None and broker.alive():  # `iotpipe broker` exec'ed mosquitto
+        broker.popen.send_signal(signal.SIGUSR1)
+
+
 def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
     data: Path = args.data
     broker_url = f"mqtt://127.0.0.1:{args.mqtt_port}"
     common = ["--base-topic", args.base_topic, "--log-level", args.log_level]
-    sup.start(
-        Child(
+    broker = Child(
+        "broker",
+        iotpipe_argv(
             "broker",
-            iotpipe_argv(
-                "broker",
-                "--port",
-                str(args.mqtt_port),
-                "--data",
-                str(data / "broker"),
-                "--base-topic",
-                args.base_topic,
-                "--insecure",
-                "on" if args.insecure else "off",
-            ),
-            lambda: _port_open(args.mqtt_port),
-            private_log(logs / "broker.log"),
+            "--port",
+            str(args.mqtt_port),
+            "--data",
+            str(data / "broker"),
+            "--base-topic",
+            args.base_topic,
+            "--insecure",
+            "on" if args.insecure else "off",
         ),
-        10,
-        broker_url,
+        lambda: _port_open(args.mqtt_port),
+        private_log(logs / "broker.log"),
     )
+    sup.start(broker, 10, broker_url)
     http: HostPort = args.http
     sup.start(
         Child(
@@ -246,6 +251,7 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
         60,
         f"{http.url} (subscribed: the broker keeps every reading for it)",
     )
+    _save_sessions(broker)
     ports: list[str] = [args.serial] if args.serial else []
     count = args.virtual if args.virtual is not None else (0 if args.serial else 1)
     for n in range(1, count + 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from iotpipe.bridge import discovery, ports
 from iotpipe.bridge.fastpath import FastReadings
-from iotpipe.bridge.outbox import Outbox
+from iotpipe.bridge.outbox import KEEP_ACKED_S, Outbox
 from iotpipe.bridge.requests import (
     Request,
     RequestRejected,
@@ -23,7 +24,7 @@ from iotpipe.bridge.spool import Spool
 from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 
-from iotpipe import wire
+from iotpipe import settings, wire
 from iotpipe.counters import Counters
 from tests.conftest import VECTORS
 
@@ -143,6 +144,35 @@ def test_acknowledged_readings_are_kept_a_while_and_sent_again_after_a_reconnect
     outbox.connected()
     outbox.step()
     assert [p for _, p in transport.sent] == [b"1", b"2", b"1", b"2"]
+
+
+def test_acknowledged_rows_outlive_two_of_the_brokers_saves() -> None:
+    # What a broker acknowledged since its last save is resent from the kept rows only if
+    # they are kept longer than the time between saves, also when a save comes late.
+    conf = (Path(__file__).parent.parent / "broker" / "conf.d" / "iotpipe.conf").read_text()
+    found = re.search(r"^autosave_interval (\d+)$", conf, re.MULTILINE)
+    assert found, "broker/conf.d/iotpipe.conf sets no autosave_interval"
+    assert settings.SETTINGS["keep-acked"].default == KEEP_ACKED_S >= 2 * int(found[1])
+
+
+def test_a_full_spool_deletes_kept_copies_before_dropping_an_unsent_reading(
+    tmp_path: Path,
+) -> None:
+    counters = Counters("t")
+    storage = Storage(tmp_path, 3000, counters)
+    transport = Transport()
+    gaps: list[object] = []
+    outbox = Outbox(storage, transport.send, counters, 1e9, on_dropped=gaps.extend)
+    outbox.connected()
+    outbox.put([("t", b"k" * 100) for _ in range(20)])  # about 2,800 bytes with the rows
+    outbox.step()
+    for mid in range(1, 21):
+        outbox.acked(mid)
+    outbox.step()  # all acknowledged, kept for a reconnect
+    assert outbox.spool is not None and outbox.spool.rows == 20
+    outbox.put([("t", b"n" * 100) for _ in range(5)])
+    assert counters.get("dropped", "spool_full") == 0 and gaps == []
+    assert [r[2] for r in outbox.spool.after(0, 100)] == [b"n" * 100] * 5
 
 
 def test_backlog_is_drained_at_the_configured_rate(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from iotpipe.topics import Telemetry
 from tests import test_dashboard_support as support
-from tests.conftest import Broker, Procs, free_port, wait_until
+from tests.conftest import Broker, Procs, free_port, start_broker, wait_until
 from tests.test_dashboard_support import (
     BOOT,
     Publisher,
@@ -276,3 +276,38 @@ def test_postgresql_gone_stops_ingest_with_503_and_loses_nothing_once_it_is_back
         assert_every_value(dash, 1000)
     finally:
         server.stop()
+
+
+def sessions_lost(dash: RunningDashboard) -> int:
+    _status, text = dash.get("/metrics")
+    for line in str(text).splitlines():
+        if line.startswith("iotpipe_dashboard_sessions_lost_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no iotpipe_dashboard_sessions_lost_total in /metrics")
+
+
+def kill_and_restart(procs: Procs, broker: Broker) -> Broker:
+    broker.proc.stop(signal.SIGKILL)
+    return start_broker(procs, broker.data, broker.port, insecure=True)
+
+
+@pytest.mark.chaos
+def test_a_broker_that_forgot_the_dashboards_session_is_reported(
+    procs: Procs, broker: Broker, tmp_path: Path
+) -> None:
+    # Killed before its first save (autosave_interval), Mosquitto restarts without the
+    # dashboard's subscription: what was sent until the dashboard subscribes again is lost,
+    # so it says so. Once saved (SIGUSR1, as `iotpipe up` asks), a kill keeps the session.
+    dash = start_dashboard(procs, broker, tmp_path / "dash")
+    wait_until(lambda: healthz(dash)[1].get("subscribed"), 30, "subscribed")
+    assert sessions_lost(dash) == 0
+    broker = kill_and_restart(procs, broker)
+    wait_until(lambda: sessions_lost(dash) == 1, 60, "the lost session reported")
+    assert "had forgotten this dashboard's session" in dash.proc.output()
+    wait_until(lambda: healthz(dash)[1].get("subscribed"), 60, "subscribed again")
+
+    broker.proc.popen.send_signal(signal.SIGUSR1)
+    wait_until(lambda: (broker.data / "mosquitto.db").exists(), 10, "a broker save")
+    broker = kill_and_restart(procs, broker)
+    wait_until(lambda: dash.proc.output().count("session present: True") >= 1, 60, "reconnect")
+    assert sessions_lost(dash) == 1

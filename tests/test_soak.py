@@ -6,15 +6,14 @@ values the board wrote — read back through the CSV export and the series API.
 The seed is printed; ``IOTPIPE_SOAK_SEED=<seed>`` replays a schedule, ``IOTPIPE_SOAK_S``
 changes its length (default 100 s of faults, about 3 minutes in all).
 
-Two facts of Mosquitto 2.0 shape the schedule, and both are bounds of the broker, stated in
+One fact of Mosquitto 2.0 shapes the start, a bound of the broker stated in
 docs/bridge.md: it writes its sessions to disk every ``autosave_interval`` (60 s), so a
-``kill -9`` loses what changed since its last save. (1) The broker is asked to save once
-(SIGUSR1) after the dashboard subscribed, as a broker that has run for a minute has; a
 broker killed before its first save forgets the dashboard's subscription, and what the
-bridge sends before the dashboard subscribes again has no one to go to. (2) Faults are 6 s
-or more apart, so the dashboard has caught up with its queue before the broker may be
-killed: a broker killed while it still queues readings for an absent dashboard loses those
-queued since its last save (the bridge had their PUBACK and deleted them).
+bridge sends before the dashboard subscribes again has no one to go to (the dashboard
+reports it: ``sessions_lost``). So the broker is asked to save once (SIGUSR1) after the
+dashboard subscribed, as ``iotpipe up`` does. Later saves are the broker's own; what it
+acknowledged since its last one, the bridge keeps (``--keep-acked``) and sends again after
+it reconnects, so faults may come at any moment, one right after another.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def schedule(seed: int, length: float) -> list[Fault]:
     faults, t = [], rng.uniform(2, 6)
     while t < length:
         faults.append(Fault(t, rng.choice(VICTIMS), rng.uniform(0.1, 4.0)))
-        t += faults[-1].down + rng.uniform(6, 10)
+        t += faults[-1].down + rng.uniform(0.5, 8)
     return faults
 
 
@@ -72,7 +71,7 @@ class Pipeline:
         self.dash_port = free_port()
         self.dashboard = self._dashboard()
         wait_until(lambda: "subscribed" in self.dashboard.proc.output(), 30, "subscribed")
-        self.broker.proc.popen.send_signal(signal.SIGUSR1)  # (1) in the module's docstring
+        self.broker.proc.popen.send_signal(signal.SIGUSR1)  # as `iotpipe up` does: see above
         saved = self.broker.data / "mosquitto.db"
         wait_until(saved.exists, 30, "the broker's first save")
         self.board = start_virtual_board(procs, tmp / "tty", DEVICE, RATE)

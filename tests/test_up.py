@@ -46,6 +46,9 @@ def test_up_runs_the_whole_pipeline_and_ctrl_c_stops_every_part(
     assert "✓ broker" in out and "✓ dashboard" in out, out
     assert "first reading from virtual-1" in out and "first reading from virtual-2" in out
     assert f"http://127.0.0.1:{http_port}/" in out
+    # the broker saved the dashboard's session as soon as it subscribed, not a minute later
+    saved = data / "broker" / "mosquitto.db"
+    wait_until(lambda: saved.exists() and b"iotpipe-dashboard-" in saved.read_bytes(), 20, "save")
 
     assert "mosquitto_sub -p" in out and "-u iotpipe-reader -P" in out
     assert "/login?token=" in out
