@@ -87,6 +87,36 @@ def test_batched_drawing_keeps_every_reading_and_shows_the_last(
     wait_until(lambda: card.first.text_content() == "75", 30, "the card's last value")
 
 
+def test_a_reading_stored_while_the_page_opens_its_stream_is_shown(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path, open_page: OpenPage
+) -> None:
+    # The stream is held back by the test; a reading is stored meanwhile. A page that
+    # loaded its data before its stream was open would never show it (nothing comes again
+    # for a board asleep), so it must load once the stream is open.
+    dash = start_dashboard(procs, broker, tmp_path / "dash")
+    t0 = time.time() - 60
+    publisher.reading(reading("sleepy", 0, t0, temperature=1.5))
+    wait_until(lambda: dash.get("/api/devices")[1], 10, "the first reading stored")
+    page = open_page()
+    held: list[Any] = []
+    finished: list[str] = []
+    page.route("**/api/stream", lambda route: held.append(route))
+    page.on("requestfinished", lambda request: finished.append(request.url))
+    page.goto(dash.url + "/")
+    page.wait_for_function("() => document.querySelector('#conn') !== null")
+    # A page that loads first has its answers within seconds; one that waits never asks.
+    deadline = time.monotonic() + 5
+    while not any("/api/devices" in url for url in finished) and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(held) == 1, "the page opened one stream"
+    publisher.reading(reading("sleepy", 1, t0 + 1, temperature=2.5))
+    wait_until(lambda: "2.5" in str(dash.get("/api/devices")[1]), 10, "the second stored")
+    held[0].continue_()
+    page.wait_for_function("() => document.querySelector('#conn').textContent === 'live'")
+    values = page.locator("article.card[data-device='sleepy'] .values")
+    wait_until(lambda: "2.5" in (values.text_content() or ""), 30, "the second on the card")
+
+
 def _hide(page: Any, hidden: bool) -> None:
     """Headless Chromium has no tab strip, so no tab is ever hidden: the test plays the
     browser's part, with the same property and event a real tab switch changes."""

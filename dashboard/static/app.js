@@ -565,21 +565,30 @@ function showError(error) {
   document.getElementById("conn").textContent = `error: ${error.message}`;
 }
 
-// EventSource reconnects by itself (the server's `retry:` says how soon); after a
-// reconnect the page reloads its data to fill what it missed while away.
+// EventSource reconnects by itself (the server's `retry:` says how soon). The page loads
+// its data each time the stream opens, never before: the server subscribes the stream
+// before answering, so a reading stored before that moment is in what loadAll fetches
+// and one stored after comes on the stream; none falls in between, as one could while a
+// first load ran ahead of the stream (a sleeping board's reading then stayed unseen until
+// its next one).
 function connect() {
   const conn = document.getElementById("conn");
   const stream = new EventSource("/api/stream");
-  let hadError = false;
+  let loaded = false;
+  const load = () => {
+    loaded = true;
+    loadAll().catch(showError);
+  };
   stream.onopen = () => {
     conn.textContent = "live";
     conn.className = "conn live";
-    if (hadError) loadAll().catch(showError);
+    load();
   };
   stream.onerror = () => {
-    hadError = true;
-    conn.textContent = "reconnecting…";
+    const refused = stream.readyState === EventSource.CLOSED; // EventSource gave up
+    conn.textContent = refused ? "not live: reload the page to try again" : "reconnecting…";
     conn.className = "conn";
+    if (refused && !loaded) load(); // e.g. too many live streams: the history anyway
   };
   stream.addEventListener("reading", (e) => takeReading(JSON.parse(e.data)));
   stream.addEventListener("status", (e) => {
@@ -632,5 +641,5 @@ document.addEventListener("visibilitychange", schedule);
 plotlyReady.then(schedule);
 darkQuery.addEventListener("change", retheme);
 setupRanges();
-loadAll().catch(showError).finally(connect);
+connect();
 setInterval(tick, 1000);
