@@ -13,10 +13,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from iotpipe.dashboard import series
+from iotpipe.dashboard import export_rows, series
 from iotpipe.dashboard.params import BadRequest, NotFound, device_id, metric_name, parse_range
 from iotpipe.dashboard.services import Services
 from iotpipe.dashboard.store import DeviceRow
+
+from iotpipe.durations import parse_duration
 
 bp = Blueprint("api", __name__)
 # A board is late when it has missed this many readings in a row, plus slack for clocks
@@ -110,15 +112,12 @@ def export_csv(device: str) -> Response:
     since, until = rng.since, rng.until
 
     def rows() -> Iterator[str]:
-        from iotpipe.export import BATCH, COLUMNS, csv_fields
-        from iotpipe.export import rows as export_rows
-
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(COLUMNS)
-        for n, fields in enumerate(export_rows(store, row.id, chosen, since, until), 1):
-            writer.writerow(csv_fields(fields))
-            if n % BATCH == 0:
+        writer.writerow(export_rows.COLUMNS)
+        for n, fields in enumerate(export_rows.rows(store, row.id, chosen, since, until), 1):
+            writer.writerow(export_rows.csv_fields(fields))
+            if n % export_rows.BATCH == 0:
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
@@ -184,8 +183,6 @@ def alerts_ack() -> Response | tuple[Response, int]:
 @bp.post("/api/alerts/silence")
 def alerts_silence() -> Response | tuple[Response, int]:
     """No notifications of a firing alert for a time: ``{"key": …, "for": "1h"}``."""
-    from iotpipe.dashboard.durations import parse_duration
-
     body = request.get_json(silent=True)
     key = _alert_key(body)
     try:
