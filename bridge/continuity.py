@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from iotpipe.bridge.events import changed
 from iotpipe.bridge.spool import SEEN_MAX, Identity, Mark, Seen
+from iotpipe.bridge.statelog import changed
 
 from iotpipe import wire
 from iotpipe.counters import Counters

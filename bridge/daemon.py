@@ -26,7 +26,6 @@ from pathlib import Path
 from iotpipe.bridge import discovery
 from iotpipe.bridge.continuity import RESTART, SPOOL_FULL, Gap
 from iotpipe.bridge.device import Device
-from iotpipe.bridge.events import changed
 from iotpipe.bridge.metrics import MetricsServer, bridge_registry
 from iotpipe.bridge.outbox import DRAIN_TICK_S, KEEP_ACKED_S, Outbox
 from iotpipe.bridge.portio import PortLost
@@ -34,6 +33,7 @@ from iotpipe.bridge.publisher import MqttOptions, Publisher
 from iotpipe.bridge.requests import RequestRejected, Router, parse_request, route_for
 from iotpipe.bridge.serialside import SerialSide
 from iotpipe.bridge.spool import SpoolError
+from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 from paho.mqtt.client import MQTTMessage

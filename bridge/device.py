@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable
 
 from iotpipe.bridge import discovery
 from iotpipe.bridge.continuity import NEW, Continuity, Gap, count_and_log
-from iotpipe.bridge.events import changed
 from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.lines import TooLong
 from iotpipe.bridge.publisher import Publisher
 from iotpipe.bridge.requests import Actions, Reply, Route, Router, answer_payload
+from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.translate import Message, Translator
 from iotpipe.bridge.watch import Liveness
 

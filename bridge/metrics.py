@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from iotpipe.bridge.events import changed
+from iotpipe.bridge.statelog import changed
 from prometheus_client import CollectorRegistry
 
 from iotpipe.counters import Counters

@@ -25,8 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from iotpipe.bridge.continuity import SPOOL_FULL, Gap
-from iotpipe.bridge.events import changed
 from iotpipe.bridge.spool import Dropped, Mark, Seen, Spool, SpoolError, batch_bytes
+from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.storage import Storage
 
 from iotpipe.counters import Counters

@@ -8,8 +8,8 @@
 - anything else: a USB serial number, so a board is found again when it re-enumerates as
   another ``/dev/ttyUSBn``.
 
-The vendor ids and the port listing are the board side's (``iotpipe/board/ports.py``, also
-behind `iotpipe board ports`), so `auto` here and that list always agree.
+The vendor ids and the port listing are ``iotpipe/serialports.py``'s, which is also behind
+`iotpipe board ports`, so `auto` here and that list always agree.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from iotpipe.board.ports import USB_VENDORS, board_ports
+from iotpipe.serialports import USB_VENDORS, board_ports
 
 AUTO = "auto"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from iotpipe.bridge.events import changed
 from iotpipe.bridge.mqttio import Connection
+from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.translate import Message
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes

@@ -13,9 +13,9 @@ import time
 
 import serial
 from iotpipe.bridge import ports
-from iotpipe.bridge.events import changed
 from iotpipe.bridge.lines import LineSplitter, open_port
 from iotpipe.bridge.portio import PortLost, PortSource
+from iotpipe.bridge.statelog import changed
 
 from iotpipe.counters import Counters
 

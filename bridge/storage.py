@@ -21,8 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from iotpipe.bridge.events import changed
 from iotpipe.bridge.spool import FILE_NAME, Spool, SpoolError
+from iotpipe.bridge.statelog import changed
 
 from iotpipe.counters import Counters
 

@@ -159,6 +159,18 @@ def login_file(data: Path, name: str) -> Path:
     return logins_dir(data) / f"{name}.json"
 
 
+def broker_data(data: Path) -> Path:
+    """The broker's own folder: ``data`` itself, or ``data/broker`` as `iotpipe up` lays
+    it out."""
+    for folder in (data, data / "broker"):
+        if (credentials_dir(folder) / "bridge.json").is_file():
+            return folder
+    raise UserError(
+        f"no broker credentials in {data} — name the broker's --data directory (the one "
+        "`iotpipe broker` or `iotpipe up` runs with), or start the broker there once"
+    )
+
+
 def load(path: Path) -> Credentials:
     body = json.loads(path.read_text())
     device = body.get("device")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from iotpipe.broker import auth, reload
 
-from iotpipe.board.login import broker_data
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
 
@@ -32,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = broker_data(Path(args.data))
+    folder = auth.broker_data(Path(args.data))
     if args.action == "list":
         return _list(folder)
     if not args.name:

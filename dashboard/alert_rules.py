@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iotpipe.dashboard.durations import parse_duration
-
+from iotpipe.durations import parse_duration
 from iotpipe.errors import UserError
 from iotpipe.wire import DEVICE_ID_RE, METRIC_RE
 

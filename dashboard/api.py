@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
-from iotpipe.dashboard import series
+from flask import Blueprint, Response, jsonify, request
+from iotpipe.dashboard import export_rows, series
 from iotpipe.dashboard.params import BadRequest, NotFound, device_id, metric_name, parse_range
-from iotpipe.dashboard.services import Services
+from iotpipe.dashboard.services import current_services
 from iotpipe.dashboard.store import DeviceRow
+
+from iotpipe.durations import parse_duration
 
 bp = Blueprint("api", __name__)
 # A board is late when it has missed this many readings in a row, plus slack for clocks
@@ -24,11 +26,6 @@ bp = Blueprint("api", __name__)
 # Wi-Fi leaves its status "online" while it sleeps, so lateness is what shows it is gone.
 LATE_AFTER_INTERVALS = 3
 LATE_SLACK_S = 5.0
-
-
-def services() -> Services:
-    found: Services = current_app.extensions["iotpipe"]
-    return found
 
 
 def is_late(last_ts: float | None, interval_ms: object, now: float) -> bool:
@@ -53,7 +50,7 @@ def _device_json(row: DeviceRow, metrics: list[str], now: float) -> dict[str, An
 
 def _known_device(device: str) -> DeviceRow:
     device = device_id(device)
-    for row in services().store.devices():
+    for row in current_services().store.devices():
         if row.id == device:
             return row
     raise NotFound(f"no device {device!r}")
@@ -61,7 +58,7 @@ def _known_device(device: str) -> DeviceRow:
 
 @bp.get("/api/devices")
 def devices() -> Response:
-    store = services().store
+    store = current_services().store
     now = time.time()
     return jsonify([_device_json(row, store.metrics(row.id), now) for row in store.devices()])
 
@@ -69,7 +66,7 @@ def devices() -> Response:
 @bp.get("/api/devices/<device>/series")
 def device_series(device: str) -> Response:
     row = _known_device(device)
-    store = services().store
+    store = current_services().store
     metric = metric_name(request.args, store.metrics(row.id))
     rng = parse_range(request.args)
     found = series.query(store, row.id, metric, rng.since, rng.until, rng.points)
@@ -79,7 +76,7 @@ def device_series(device: str) -> Response:
 @bp.get("/api/charts/<metric>")
 def chart(metric: str) -> Response:
     """One figure for ``metric`` with a trace per device that has it (or those named)."""
-    store = services().store
+    store = current_services().store
     rows = store.devices()
     wanted = request.args.get("devices")
     names = set(wanted.split(",")) if wanted else None
@@ -100,7 +97,7 @@ def chart(metric: str) -> Response:
 def export_csv(device: str) -> Response:
     """Every raw sample in the range, streamed in batches so a year never sits in memory."""
     row = _known_device(device)
-    store = services().store
+    store = current_services().store
     metrics = store.metrics(row.id)
     chosen = [request.args["metric"]] if request.args.get("metric") else metrics
     for m in chosen:
@@ -110,15 +107,12 @@ def export_csv(device: str) -> Response:
     since, until = rng.since, rng.until
 
     def rows() -> Iterator[str]:
-        from iotpipe.export import BATCH, COLUMNS, csv_fields
-        from iotpipe.export import rows as export_rows
-
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(COLUMNS)
-        for n, fields in enumerate(export_rows(store, row.id, chosen, since, until), 1):
-            writer.writerow(csv_fields(fields))
-            if n % BATCH == 0:
+        writer.writerow(export_rows.COLUMNS)
+        for n, fields in enumerate(export_rows.rows(store, row.id, chosen, since, until), 1):
+            writer.writerow(export_rows.csv_fields(fields))
+            if n % export_rows.BATCH == 0:
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
@@ -134,7 +128,7 @@ def command(device: str) -> Response | tuple[Response, int]:
     from iotpipe.dashboard.commands import Busy, NoAnswer, parse_command
 
     row = _known_device(device)
-    s = services()
+    s = current_services()
     body = request.get_json(silent=True)
     cmd = parse_command(body)
     if s.commander is None or not s.mqtt_connected():
@@ -152,7 +146,7 @@ def command(device: str) -> Response | tuple[Response, int]:
 def alerts() -> Response:
     """Alert history, newest first, a page at a time: ``?before=ID`` from the last id of the
     previous page; or ``?after=ID`` for what came since, oldest first."""
-    s = services()
+    s = current_services()
     limit = _whole(request.args, "limit", 100)
     if s.alerts is None:
         return jsonify([])
@@ -165,7 +159,7 @@ def alerts() -> Response:
 @bp.get("/api/alerts/firing")
 def alerts_firing() -> Response:
     """What fires now, the destinations' health and whether the rules file was refused."""
-    s = services()
+    s = current_services()
     if s.alerts is None:
         return jsonify({"firing": [], "destinations": [], "rules": 0, "rules_error": None})
     return jsonify(s.alerts.overview())
@@ -175,7 +169,7 @@ def alerts_firing() -> Response:
 def alerts_ack() -> Response | tuple[Response, int]:
     """No more reminders for a firing alert (``{"key": …}`` from /api/alerts/firing)."""
     key = _alert_key(request.get_json(silent=True))
-    s = services()
+    s = current_services()
     if s.alerts is None or not s.alerts.acknowledge(key):
         raise NotFound("no alert fires under that key")
     return jsonify({"key": key, "acked": True})
@@ -184,15 +178,13 @@ def alerts_ack() -> Response | tuple[Response, int]:
 @bp.post("/api/alerts/silence")
 def alerts_silence() -> Response | tuple[Response, int]:
     """No notifications of a firing alert for a time: ``{"key": …, "for": "1h"}``."""
-    from iotpipe.dashboard.durations import parse_duration
-
     body = request.get_json(silent=True)
     key = _alert_key(body)
     try:
         seconds = parse_duration(str(body.get("for", "1h")))  # type: ignore[union-attr]
     except ValueError as exc:
         raise BadRequest(f"'for': {exc}") from None
-    s = services()
+    s = current_services()
     if s.alerts is None or not s.alerts.silence(key, seconds):
         raise NotFound("no alert fires under that key")
     return jsonify({"key": key, "silenced_for": seconds})

@@ -1,8 +1,9 @@
 """``create_app`` — the one place that wires the Flask app; each part registers itself.
 
 The page, the JSON API, the live stream and the operational endpoints are blueprints in
-their own modules. Errors from any of them come back as ``{"error": "..."}`` with the
-right status, never as an HTML error page or a traceback.
+their own modules; none imports another (tests/test_layers.py): what they share is in
+``services.py`` and ``params.py``. Errors from any of them come back as
+``{"error": "..."}`` with the right status, never as an HTML error page or a traceback.
 """
 
 from __future__ import annotations
@@ -10,27 +11,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, jsonify, render_template
-from iotpipe.dashboard import api, assets, auth, ops, stream
+from flask import Flask, Response, jsonify
+from iotpipe.dashboard import api, assets, auth, ops, page, stream
 from iotpipe.dashboard.params import BadRequest, NotFound
 from iotpipe.dashboard.services import Services
 from werkzeug.exceptions import HTTPException
 
 HERE = Path(__file__).parent
 MAX_BODY_BYTES = 16 * 1024
-
-page = Blueprint("page", __name__)
-
-
-@page.get("/")
-def index() -> Response:
-    """Small and never cached: it names the versioned assets (assets.py), which are. It
-    also names the charts, so the page asks for them before plotly.js has even compiled."""
-    store = api.services().store
-    rows = store.devices()
-    metrics = sorted({m for row in rows for m in store.metrics(row.id)})
-    body = render_template("index.html", metrics=" ".join(metrics), devices=len(rows))
-    return Response(body, headers={"Cache-Control": "no-cache"})
 
 
 def _warm_figures() -> None:
@@ -50,7 +38,7 @@ def create_app(services: Services, api_token: str | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["iotpipe"] = services
-    for blueprint in (page, api.bp, stream.bp, ops.bp):
+    for blueprint in (page.bp, api.bp, stream.bp, ops.bp):
         app.register_blueprint(blueprint)
     assets.install(app, HERE / "static")
     threading.Thread(target=_warm_figures, name="warm-figures", daemon=True).start()

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify
-from iotpipe.dashboard.api import services
 from iotpipe.dashboard.metrics import dashboard_registry
+from iotpipe.dashboard.services import current_services
 
 from iotpipe.exposition import CONTENT_TYPE, render
 
@@ -21,7 +21,7 @@ def healthz() -> tuple[Response, int]:
     wait in the broker). History stays readable while the broker is away, so MQTT state is
     reported, not made a failure. ``subscribed`` is what a first start waits on: from then
     on the broker keeps every reading for this dashboard."""
-    s = services()
+    s = current_services()
     health = s.store_health()
     body = {
         "ok": health.ok,
@@ -39,7 +39,7 @@ def healthz() -> tuple[Response, int]:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format, by prometheus_client (dashboard/metrics.py)."""
-    return Response(render(dashboard_registry(services())), content_type=CONTENT_TYPE)
+    return Response(render(dashboard_registry(current_services())), content_type=CONTENT_TYPE)
 
 
 @bp.get("/api/openapi.json")

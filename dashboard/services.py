@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flask import current_app
 from iotpipe.dashboard.live import Hub
 from iotpipe.dashboard.store import Store
 from iotpipe.dashboard.writer import Health
@@ -29,3 +30,9 @@ class Services:
     alerts: Alerts | None = None
     store_health: Callable[[], Health] = lambda: Health("ok")
     subscribed: Callable[[], bool] = lambda: False
+
+
+def current_services() -> Services:
+    """The running dashboard's services, for a route in any blueprint."""
+    found: Services = current_app.extensions["iotpipe"]
+    return found

@@ -9,19 +9,19 @@ EventSource tries again a moment later.
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from iotpipe.dashboard.api import services
 from iotpipe.dashboard.live import TooManyClients
+from iotpipe.dashboard.services import current_services
 
 bp = Blueprint("stream", __name__)
 
 
 @bp.get("/api/stream")
 def live() -> Response | tuple[Response, int]:
-    hub = services().hub
+    hub = current_services().hub
     try:
         q = hub.subscribe()
     except TooManyClients as exc:
-        services().counters.inc("sse_refused")
+        current_services().counters.inc("sse_refused")
         return jsonify({"error": str(exc)}), 503
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(hub.stream(q), mimetype="text/event-stream", headers=headers)

@@ -19,7 +19,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from iotpipe.announcer import Announcer
-from iotpipe.board.login import broker_data
 from iotpipe.bridge import discovery
 from iotpipe.bridge.translate import Message
 from iotpipe.broker import auth
@@ -93,7 +92,7 @@ class Loop:
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = broker_data(Path(args.data))
+    folder = auth.broker_data(Path(args.data))
     if args.mqtt_credentials is None and not args.mqtt_user and not args.broker.username:
         args.mqtt_credentials = auth.credentials_dir(folder) / "announcer.json"
         if not args.mqtt_credentials.is_file():

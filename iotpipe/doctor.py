@@ -29,7 +29,7 @@ from iotpipe.mqttlogin import Login, LoginFailed, connect
 from iotpipe.settings import add_settings
 
 if TYPE_CHECKING:
-    from iotpipe.board.ports import BoardPort
+    from iotpipe.serialports import BoardPort
 
 OK, WARN, FAIL = "✓", "!", "✗"
 
@@ -201,7 +201,7 @@ def _named_port(serial: str, ports: list[BoardPort]) -> Check:
 
 
 def check_boards(args: argparse.Namespace) -> Check:
-    from iotpipe.board.ports import board_ports
+    from iotpipe.serialports import board_ports
 
     ports = board_ports()
     serial: str | None = args.serial

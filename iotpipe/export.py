@@ -22,21 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from iotpipe.dashboard.export_rows import BATCH, COLUMNS, Row, csv_fields, rows
+from iotpipe.durations import parse_duration
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
 
 if TYPE_CHECKING:
     from iotpipe.dashboard.store import Store
 
-BATCH = 10_000
-COLUMNS = ("ts", "device", "metric", "value", "boot", "seq", "uptime_ms", "flag")
-Row = tuple[float, str, str, float, str | None, int | None, int | None, str | None]
-
 
 def moment(text: str) -> float:
     """Unix seconds, an ISO 8601 date or time (UTC unless it says), or an age like 7d."""
-    from iotpipe.dashboard.durations import parse_duration
-
     try:
         return float(text)
     except ValueError:
@@ -100,35 +96,6 @@ def open_history(args: argparse.Namespace) -> Store:
             f"{damaged.recover_command(data / 'history.sqlite3')}"
         )
     return open_store(data)
-
-
-def rows(
-    store: Store, device: str, metrics: list[str], since: float, until: float
-) -> Iterator[Row]:
-    for metric in metrics:
-        after = (since, -2)  # before every seq, also -1 (a sample an old store kept alone)
-        while True:
-            batch = store.export(device, metric, after, until, BATCH)
-            for r in batch:
-                yield r.ts, device, metric, r.value, r.boot, r.seq, r.uptime_ms, r.flag
-            if len(batch) < BATCH:
-                break
-            last = batch[-1]
-            after = (last.ts, last.seq if last.seq is not None else -1)
-
-
-def csv_fields(row: Row) -> list[str]:
-    ts, device, metric, value, boot, seq, uptime, flag = row
-    return [
-        f"{ts:.3f}",
-        device,
-        metric,
-        repr(value),
-        boot or "",
-        "" if seq is None else str(seq),
-        "" if uptime is None else str(uptime),
-        flag or "",
-    ]
 
 
 class Progress:

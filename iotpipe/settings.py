@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from iotpipe import configfile
-from iotpipe.dashboard.durations import check_share_group, parse_duration
+from iotpipe.durations import parse_duration
 from iotpipe.endpoints import parse_broker_url, parse_host_port
 from iotpipe.errors import UserError
 from iotpipe.topics import check_base
@@ -54,6 +54,13 @@ def _on_off(text: str) -> bool:
 def _http_url(text: str) -> str:
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", text):
         raise ValueError(f"{text!r} must be an http:// or https:// address such as http://pi:8080")
+    return text
+
+
+def check_share_group(text: str) -> str:
+    """An MQTT 5 shared-subscription group name: one topic level, no wildcards."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise ValueError(f"share group {text!r} must be 1-64 letters, digits, '_', '.' or '-'")
     return text
 
 

@@ -201,12 +201,12 @@ def test_a_user_just_added_to_dialout_is_told_to_log_in_again(
 def test_boards_are_found_by_path_by_serial_number_or_missed_by_auto(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from iotpipe.board import ports
+    from iotpipe import serialports
 
     tty = tmp_path / "ttyUSB0"
     tty.write_bytes(b"")
     plugged = [SimpleNamespace(device=str(tty), vid=0x10C4, pid=0xEA60, serial_number="0001")]
-    monkeypatch.setattr(ports, "_comports", lambda: plugged)
+    monkeypatch.setattr(serialports, "_comports", lambda: plugged)
     assert doctor.check_boards(SimpleNamespace(serial=None)).detail == f"found {tty}"
     assert doctor.check_boards(SimpleNamespace(serial="0001")).level == doctor.OK
     assert doctor.check_boards(SimpleNamespace(serial=str(tty))).level == doctor.OK

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from iotpipe import serialports
 from iotpipe.board import agent, ports
 from iotpipe.board.rawrepl import PASTE_WINDOW, RAW_BANNER, SOFT_REBOOT, Mode, Repl
 from iotpipe.errors import UserError
@@ -119,15 +120,15 @@ def test_ports_are_boards_by_usb_vendor_and_sorted() -> None:
         _port("/dev/ttyACM0", 0x2E8A),
         _port("/dev/ttyUSB0", 0x1234),
     ]
-    boards = ports.board_ports(lambda: found)
+    boards = serialports.board_ports(lambda: found)
     assert [p.device for p in boards] == ["/dev/ttyACM0", "/dev/ttyUSB1"]
     assert boards[0].vendor == "Raspberry Pi"
-    assert len(ports.board_ports(lambda: found, everything=True)) == 4
-    assert all(ports.looks_like_board(v) for v in (0x303A, 0x10C4, 0x1A86, 0x0403, 0xF055))
+    assert len(serialports.board_ports(lambda: found, everything=True)) == 4
+    assert all(serialports.looks_like_board(v) for v in (0x303A, 0x10C4, 0x1A86, 0x0403, 0xF055))
 
 
 def test_no_board_plugged_in_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ports, "_comports", lambda: [_port("/dev/ttyS0", None)])
+    monkeypatch.setattr(serialports, "_comports", lambda: [_port("/dev/ttyS0", None)])
     with pytest.raises(UserError, match="data \\(not charge-only\\) cable"):
         ports.run(SimpleNamespace(all=False))
 

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from iotpipe.dashboard.export_rows import rows
 from iotpipe.dashboard.store import CONFLICTING_DUPLICATE, SEQ_BACKWARDS, Store, open_store
 
-from iotpipe.export import rows
 from iotpipe.topics import Telemetry
 from tests import test_dashboard_support as support
 from tests.test_dashboard_support import BOOT, reading

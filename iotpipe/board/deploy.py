@@ -29,7 +29,7 @@ from typing import Any
 from iotpipe import wire
 from iotpipe.board import login, verify, wifi
 from iotpipe.board.virtual import firmware_files
-from iotpipe.broker import tls
+from iotpipe.broker import auth, tls
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
 
@@ -169,7 +169,7 @@ def board_ca(args: argparse.Namespace, config: dict[str, Any]) -> Path | None:
         )
     pem: Path | None = args.mqtt_ca
     if pem is None and args.broker_data is not None:
-        pem = tls.tls_dir(login.broker_data(args.broker_data)) / "ca.crt"
+        pem = tls.tls_dir(auth.broker_data(args.broker_data)) / "ca.crt"
     if pem is None:
         raise UserError(
             "a board on an mqtts:// broker needs the CA that signed its certificate — give "

@@ -23,24 +23,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_settings(parser, "device-id", "data", "log-level", required=("device-id",))
 
 
-def broker_data(data: Path) -> Path:
-    """The broker's own folder: ``data`` itself, or ``data/broker`` as `iotpipe up` lays
-    it out."""
-    for folder in (data, data / "broker"):
-        if (auth.credentials_dir(folder) / "bridge.json").is_file():
-            return folder
-    raise UserError(
-        f"no broker credentials in {data} — name the broker's --data directory (the one "
-        "`iotpipe broker` or `iotpipe up` runs with), or start the broker there once"
-    )
-
-
 def make_login(data: Path, device: str, show: bool = True) -> tuple[auth.Credentials, Path]:
     """The board's login, made or found, with the broker told; prints what happened (the
     new password too when ``show``: deploy puts it on the board without showing it)."""
     if not wire.DEVICE_ID_RE.fullmatch(device):
         raise UserError(f"device id {device!r} must match {wire.DEVICE_ID_RE.pattern}")
-    folder = broker_data(data)
+    folder = auth.broker_data(data)
     try:
         creds, made = auth.add_board(folder, device)
     except OSError as exc:
@@ -95,7 +83,7 @@ def _read_from(path: Path, device: str) -> auth.Credentials:
 
 
 def _made_in(data: Path, device: str, base: str) -> auth.Credentials:
-    folder = broker_data(data)
+    folder = auth.broker_data(data)
     recorded, _prefix = auth.recorded_topics(folder)
     if recorded != base:
         raise UserError(

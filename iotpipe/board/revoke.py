@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from iotpipe.board.login import broker_data
 from iotpipe.broker import auth, reload
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
@@ -21,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = broker_data(Path(args.data))
+    folder = auth.broker_data(Path(args.data))
     try:
         creds = auth.remove_board(folder, args.device_id)
     except OSError as exc:

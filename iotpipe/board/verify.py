@@ -26,7 +26,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from iotpipe import topics
-from iotpipe.board.login import broker_data
 from iotpipe.broker import auth
 from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
@@ -206,7 +205,7 @@ class Check:
         self.reader_file = "DATA/credentials/reader.json"
         if not self.mqtt or broker_dir is None or wait_s <= 0:
             return
-        folder = broker_data(broker_dir)
+        folder = auth.broker_data(broker_dir)
         reader = reader_login(folder, self.url, ca)
         self.reader_file = str(auth.credentials_dir(folder) / "reader.json")
         if reader is None:

@@ -1,4 +1,6 @@
-"""One log line per state change, in one shape: ``event key=value …`` (logfmt).
+"""The bridge's log of state changes: one line per change, in one shape,
+``event key=value …`` (logfmt). Logging only: the board's ``event`` lines and the
+``iotpipe/<device>/event`` topic are ``iotpipe/wire.py`` and ``iotpipe/topics.py``.
 
 A person reads it as a sentence; ``grep port_lost`` finds every unplugging; a log shipper
 parses it without a pattern per message. Per-line detail stays at DEBUG elsewhere.

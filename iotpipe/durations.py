@@ -1,6 +1,7 @@
 """Durations written for people (``365d``, ``12h``, ``30m``, ``90s``), parsed at the edge.
 
-Pure and dependency-free: ``iotpipe.settings`` imports it to parse ``--retention``.
+Pure and dependency-free, in the shared layer: ``iotpipe.settings`` parses ``--retention``
+with it, the dashboard its alert rules and ranges, `iotpipe export` its ``--since``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,3 @@ def parse_duration(text: str) -> float:
     if not match or int(match[1]) == 0:
         raise ValueError(f"{text!r} must be a duration above 0 such as 365d, 12h, 30m or 90s")
     return float(int(match[1]) * UNITS[match[2]])
-
-
-def check_share_group(text: str) -> str:
-    """An MQTT 5 shared-subscription group name: one topic level, no wildcards."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
-        raise ValueError(f"share group {text!r} must be 1-64 letters, digits, '_', '.' or '-'")
-    return text
