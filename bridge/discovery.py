@@ -100,8 +100,14 @@ class Board:
 
 
 def board_from_hello(hello: wire.Hello) -> Board:
-    # A hello does not state decimals yet (docs/homeassistant.md): no display precision.
-    return Board(hello.device, hello.fw, hello.board, dict(hello.units), hello.interval_ms)
+    return Board(
+        hello.device,
+        hello.fw,
+        hello.board,
+        dict(hello.units),
+        hello.interval_ms,
+        dict(hello.decimals),
+    )
 
 
 def board_from_meta(payload: bytes) -> Board:
@@ -127,17 +133,12 @@ def board_from_meta(payload: bytes) -> Board:
         raise ValueError("meta 'units' must map metric names to unit strings")
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
         raise ValueError("meta 'interval_ms' must be a whole number >= 0")
-    decimals = body.get("decimals")
-    kept = (
-        {k: v for k, v in decimals.items() if k in units and _small_int(v)}
-        if isinstance(decimals, dict)
-        else {}
-    )
-    return Board(device, str(body.get("fw", "")), str(body.get("board", "")), units, interval, kept)
-
-
-def _small_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6
+    try:
+        decimals = wire.parse_decimals(body, units)
+    except wire.LineRejected as exc:
+        raise ValueError(f"meta {exc.detail}") from None
+    fw, model = str(body.get("fw", "")), str(body.get("board", ""))
+    return Board(device, fw, model, units, interval, decimals)
 
 
 def node_id(device: str) -> str:

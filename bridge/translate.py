@@ -81,6 +81,8 @@ class Translator:
                     "interval_ms": line.interval_ms,
                     "ts": round(received_at, 3),
                 }
+                if line.decimals:  # older firmware does not say: the meta does not either
+                    meta["decimals"] = line.decimals
                 return Message(
                     topics.topic(self.base, line.device, "meta"), _json(meta), retain=True
                 )

@@ -168,6 +168,7 @@ class Node:
             "boot": self.boot,
             "sensors": [s.name for s in self.sensors],
             "units": dict([(m[0], m[1]) for m in self.metrics]),
+            "decimals": dict([(m[0], min(wire.MAX_DECIMALS, m[2])) for m in self.metrics]),
             "interval_ms": self.interval_ms,
             "wdt_ms": self.config["wdt_ms"],
             "mem_free": gc.mem_free(),

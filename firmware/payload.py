@@ -4,6 +4,8 @@
 # Pure: no I/O. Like wire.py, the constant fragments of a telemetry payload are built once.
 import json
 
+from wire import units_and_decimals
+
 MAX_ID = 64
 MAX_REPLY_TOPIC = 256
 
@@ -47,10 +49,9 @@ class Payloads:
         return "".join(parts)
 
     def meta(self, fw, board, sensors, metrics, interval_ms, ts_ms):
-        units = ",".join([json.dumps(m[0]) + ":" + json.dumps(m[1]) for m in metrics])
         return (self._origin + ',"fw":' + json.dumps(fw) + ',"board":' + json.dumps(board)
-                + ',"sensors":[' + ",".join([json.dumps(s) for s in sensors]) + "]"
-                + ',"units":{' + units + '},"interval_ms":' + str(interval_ms)
+                + ',"sensors":[' + ",".join([json.dumps(s) for s in sensors]) + "],"
+                + units_and_decimals(metrics) + ',"interval_ms":' + str(interval_ms)
                 + ',"ts":' + ts_text(ts_ms) + "}")
 
     def event(self, uptime_ms, ts_ms, name, data):

@@ -42,6 +42,16 @@ def quote(text):
     return json.dumps(text)
 
 
+def units_and_decimals(metrics):
+    # The hello's (and the meta's) "units" and "decimals" members: each metric's unit, and
+    # the decimals it is written with, which the host shows values with (Home Assistant's
+    # suggested_display_precision). Built only when a hello is, so it costs no RAM between.
+    return ('"units":{' + ",".join([quote(m[0]) + ":" + quote(m[1]) for m in metrics])
+            + '},"decimals":{'
+            + ",".join([quote(m[0]) + ":" + str(min(MAX_DECIMALS, m[2])) for m in metrics])
+            + "}")
+
+
 class Encoder:
     def __init__(self, write, device, boot, metrics, ring=None):
         # metrics: sequence of (name, unit, decimals), in the order values are given.
@@ -99,12 +109,11 @@ class Encoder:
         w("}}\n")
 
     def hello(self, uptime_ms, fw, board, sensors, metrics, interval_ms):
-        units = ",".join([quote(m[0]) + ":" + quote(m[1]) for m in metrics])
         self.write(
             '{"type":"hello",' + self._origin + ',"uptime_ms":' + str(uptime_ms)
             + ',"fw":' + quote(fw) + ',"board":' + quote(board)
-            + ',"sensors":[' + ",".join([quote(s) for s in sensors]) + "]"
-            + ',"units":{' + units + '},"interval_ms":' + str(interval_ms) + "}\n"
+            + ',"sensors":[' + ",".join([quote(s) for s in sensors]) + "],"
+            + units_and_decimals(metrics) + ',"interval_ms":' + str(interval_ms) + "}\n"
         )
 
     def error(self, uptime_ms, sensor, reason):

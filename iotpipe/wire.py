@@ -24,6 +24,8 @@ BOOT_ID_RE = re.compile(r"[0-9a-f]{8}")
 METRIC_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 COMMAND_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_METRICS = 32
+MAX_DECIMALS = 6
+"""The most decimals a board writes a value with (firmware/wire.py caps them the same)."""
 
 
 class LineRejected(ValueError):
@@ -54,6 +56,9 @@ class Hello:
     sensors: list[str]
     units: dict[str, str]
     interval_ms: int
+    # How many decimals the board writes each metric with; empty from older firmware, which
+    # does not say (optional on the wire, docs/protocol.md).
+    decimals: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +165,26 @@ def _reading(obj: dict[str, Any]) -> Reading:
     return Reading(device, boot, _count(obj, "seq"), uptime, _metrics(obj))
 
 
+def parse_decimals(obj: dict[str, Any], units: dict[str, str]) -> dict[str, int]:
+    """The optional ``decimals`` of a hello, an info answer or a meta: for metrics it has
+    units for, 0 to MAX_DECIMALS each; {} when absent."""
+    if "decimals" not in obj:
+        return {}
+    raw = obj["decimals"]
+    if not isinstance(raw, dict):
+        raise LineRejected("bad_decimals", "'decimals' must be an object")
+    for name, value in raw.items():
+        if name not in units:
+            raise LineRejected("bad_decimals", f"decimals for {name!r}, which has no unit")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LineRejected("bad_decimals", f"decimals of {name!r} is not a whole number")
+        if not 0 <= value <= MAX_DECIMALS:
+            raise LineRejected(
+                "bad_decimals", f"decimals of {name!r} is {value}, not 0 to {MAX_DECIMALS}"
+            )
+    return raw
+
+
 def _hello(obj: dict[str, Any]) -> Hello:
     device, boot, uptime = _origin(obj)
     sensors = _field(obj, "sensors", list)
@@ -177,6 +202,7 @@ def _hello(obj: dict[str, Any]) -> Hello:
         sensors,
         units,
         _count(obj, "interval_ms"),
+        parse_decimals(obj, units),
     )
 
 

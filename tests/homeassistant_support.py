@@ -163,6 +163,28 @@ def write_config(config: Path, http_port: int, mqtt_port: int, user: str, passwo
     path.chmod(0o600)  # it holds the broker password, as Home Assistant's own would
 
 
+# Run by Home Assistant's Python: its websocket API, authenticated, asked one question.
+REGISTRY_GET = """
+import asyncio, json, sys
+import aiohttp
+
+async def main():
+    url, entity_id = sys.argv[1], sys.argv[2]
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, timeout=30) as ws:
+            await ws.receive_json(timeout=30)  # auth_required
+            await ws.send_json({"type": "auth", "access_token": sys.stdin.read()})
+            authed = await ws.receive_json(timeout=30)
+            if authed.get("type") != "auth_ok":
+                raise SystemExit("not authenticated: " + json.dumps(authed))
+            await ws.send_json({"id": 1, "type": "config/entity_registry/get",
+                                "entity_id": entity_id})
+            print(json.dumps(await ws.receive_json(timeout=30)))
+
+asyncio.run(main())
+"""
+
+
 @dataclass
 class Api:
     """Home Assistant's REST API on loopback, with a token made through onboarding."""
@@ -241,6 +263,27 @@ class Api:
         )
         if status != 200:
             raise AssertionError(f"button.press answered {status}: {answer}")
+
+    def registry_entry(self, entity_id: str) -> dict[str, Any]:
+        """The entity registry's entry (websocket ``config/entity_registry/get``: the REST
+        API has no registry), through aiohttp in Home Assistant's own virtualenv; the
+        token goes on stdin, never on a command line."""
+        python = installed().parent / "python"
+        url = f"ws://127.0.0.1:{self.port}/api/websocket"
+        done = subprocess.run(
+            [str(python), "-c", REGISTRY_GET, url, entity_id],
+            input=self.token,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"config/entity_registry/get failed: {done.stderr[-2000:]}")
+        answer: dict[str, Any] = json.loads(done.stdout)
+        if not answer.get("success"):
+            raise AssertionError(f"config/entity_registry/get answered {answer}")
+        entry: dict[str, Any] = answer["result"]
+        return entry
 
     def template(self, text: str) -> str:
         body = json.dumps({"template": text}).encode()

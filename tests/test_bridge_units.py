@@ -245,6 +245,15 @@ def test_home_assistant_discovery_describes_each_metric() -> None:
     }
 
 
+def test_the_meta_carries_the_boards_decimals_only_when_it_states_them() -> None:
+    args = ("d1", "0a1b2c3d", 1, "0.2.0", "esp32", ["dht22"], {"temperature": "°C"}, 5000)
+    translator = Translator("iotpipe")
+    stated = translator.message(wire.Hello(*args, {"temperature": 1}), "d1", 1.0)
+    assert json.loads(stated.payload)["decimals"] == {"temperature": 1} and stated.retain
+    older = json.loads(translator.message(wire.Hello(*args), "d1", 1.0).payload)
+    assert "decimals" not in older  # older firmware did not say: no guess either
+
+
 VECTOR_DATA = json.loads(VECTORS.read_text())
 
 

@@ -60,7 +60,15 @@ SERIAL_UP = "docker compose --profile serial up -d --wait"
 DOWN = "docker compose --profile virtual-board down"
 DOWN_ALL = "docker compose --profile virtual-board down -v"
 RM_IMAGE = "docker image rm iotpipe:latest"
+# docs/deploy.md, "A board on Wi-Fi": its login in the broker's volume, and the broker told.
+WIFI = "wifi-1"
+BOARD_LOGIN = (
+    "docker compose run --rm init 'iotpipe board login --device-id {device} "
+    "--data /mosquitto/data && chown -R 1883:1883 /mosquitto/data'"
+)
+RELOAD = "docker compose kill -s HUP broker"
 STEPS = (BUILD, UP, SUB, RESTART, GET_CA, DOWN, UP, DOWN_ALL, RM_IMAGE, SERIAL_UP)
+WIFI_STEPS = (BOARD_LOGIN.format(device="garden"), RELOAD)  # its own part of the section
 # The serial board is a pty on the host: its major (136) added to the bridge's cgroup rules.
 WITH_PTY = ("-f", "docker-compose.yml", "-f", "tests/compose/pty.yml")
 SERIAL = (*WITH_PTY, "--profile", "serial")
@@ -185,14 +193,21 @@ def test_the_docs_docker_section_is_what_this_tier_runs() -> None:
         found = section.find(step, at)
         assert found >= 0, f"docs/deploy.md's docker section lacks, after its step {at}: {step}"
         at = found + len(step)
+    at = section.index("### A board on Wi-Fi")
+    for step in WIFI_STEPS:
+        found = section.find(step, at)
+        assert found >= 0, f"docs/deploy.md's Wi-Fi board steps lack, in this order: {step}"
+        at = found + len(step)
 
 
 def test_the_virtual_board_profile_becomes_healthy_as_a_whole(stack: Stack) -> None:
     services = stack.status()
-    assert {s: services[s]["Health"] for s in ("broker", "dashboard", "virtual-board")} == {
+    running = ("broker", "dashboard", "virtual-board", "announcer")
+    assert {s: services[s]["Health"] for s in running} == {
         "broker": "healthy",
         "dashboard": "healthy",
         "virtual-board": "healthy",
+        "announcer": "healthy",
     }
     assert "bridge" not in services, "the serial bridge waits for --profile serial"
     init = services["init"]
@@ -346,6 +361,75 @@ def test_the_mqtts_port_answers_with_the_generated_ca(stack: Stack, tmp_path: Pa
         )
     reading = _one_reading_over_tls(stack, ca, _reader_login(stack))
     assert reading["device"] == DEVICE and set(reading["metrics"]) == set(METRICS)
+
+
+def _retained(stack: Stack, login: dict[str, str], topic: str) -> dict[str, bytes]:
+    """The retained messages on a topic filter, read as ``login`` on the published port."""
+    found: dict[str, bytes] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set(login["user"], login["password"])
+    client.on_connect = lambda c, *_: c.subscribe(topic, 1)
+    client.on_message = lambda c, u, msg: found.update({msg.topic: bytes(msg.payload)})
+    client.connect("127.0.0.1", stack.mqtt, keepalive=30)
+    client.loop_start()
+    try:
+        time.sleep(2.0)  # retained messages follow the SUBACK at once; two seconds are ample
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return found
+
+
+def _publish_as(stack: Stack, login: dict[str, str], topic: str, payload: bytes) -> bool:
+    """Published and acknowledged (QoS 1), retained; False while the login is refused."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set(login["user"], login["password"])
+    connected = threading.Event()
+    client.on_connect = lambda c, u, flags, reason, props: reason.is_failure or connected.set()
+    client.connect("127.0.0.1", stack.mqtt, keepalive=30)
+    client.loop_start()
+    try:
+        if not connected.wait(10):
+            return False
+        sent = client.publish(topic, payload, qos=1, retain=True)
+        sent.wait_for_publish(10)
+        return sent.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_wifi_board_is_announced_to_home_assistant_with_its_precision(stack: Stack) -> None:
+    """A board given a login in the broker's volume, as docs/deploy.md says, publishes its
+    meta (as the firmware on Wi-Fi does): the announcer service makes its discovery configs,
+    with the decimals the meta states as suggested_display_precision."""
+    # -T: no terminal here to give the one-shot (a person's shell has one).
+    stack.run(BOARD_LOGIN.format(device=WIFI).replace("run --rm", "run --rm -T"), timeout=300)
+    stack.run(RELOAD, timeout=60)
+    done = stack.compose(
+        "exec", "-T", "broker", "cat", f"/mosquitto/data/credentials/boards/{WIFI}.json"
+    )
+    board: dict[str, str] = json.loads(done.stdout)
+    meta = {
+        "device": WIFI, "boot": "0a1b2c3d", "fw": "0.2.0", "board": "esp32",
+        "sensors": ["dht22"], "units": {"temperature": "°C", "humidity": "%"},
+        "decimals": {"temperature": 1, "humidity": 1}, "interval_ms": 5000, "ts": None,
+    }  # fmt: skip
+    wait_until(
+        lambda: _publish_as(stack, board, f"iotpipe/{WIFI}/meta", json.dumps(meta).encode()),
+        60,
+        "the Wi-Fi board's meta, published with its own login",
+    )
+    reader = _reader_login(stack)
+    topic = f"homeassistant/sensor/{WIFI}/temperature/config"
+    wait_until(
+        lambda: topic in _retained(stack, reader, f"homeassistant/sensor/{WIFI}/+/config"),
+        120,
+        "the announcer's discovery config of the Wi-Fi board",
+    )
+    config = json.loads(_retained(stack, reader, topic)[topic])
+    assert config["suggested_display_precision"] == 1
+    assert config["availability"] == [{"topic": f"iotpipe/{WIFI}/status"}], "its own will"
 
 
 def _boots(stack: Stack, device: str, at_least: int) -> dict[str, int]:

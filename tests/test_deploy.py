@@ -99,12 +99,14 @@ def iotpipe_services() -> dict[str, dict[str, Any]]:
 
 def test_compose_has_the_services_and_the_virtual_board_profile() -> None:
     services = compose()["services"]
-    assert {"broker", "bridge", "dashboard", "virtual-board"} <= set(services)
+    assert {"broker", "bridge", "dashboard", "virtual-board", "announcer"} <= set(services)
     assert services["broker"]["image"] == "eclipse-mosquitto:2"
     assert services["virtual-board"]["profiles"] == ["virtual-board"]
     # Never healthy without a board: a start without hardware must not include it.
     assert services["bridge"]["profiles"] == ["serial"]
     assert "profiles" not in services["dashboard"] and "profiles" not in services["broker"]
+    # Boards on Wi-Fi need no profile, so neither does what announces them.
+    assert "profiles" not in services["announcer"]
 
 
 def test_one_service_builds_the_image_and_the_others_run_it_by_name() -> None:
@@ -226,6 +228,26 @@ def test_init_runs_once_as_root_before_every_other_service() -> None:
             assert needs["broker"] == {"condition": "service_healthy"}, name
         if name in ("bridge", "virtual-board"):  # first start: publish once someone listens
             assert needs["dashboard"] == {"condition": "service_healthy"}, name
+
+
+def test_the_announcer_runs_what_systemd_runs_as_the_brokers_user_reading_its_volume() -> None:
+    """The Wi-Fi boards are the ones with a login in the broker's data, so the announcer
+    reads that volume, as systemd's unit reads /var/lib/iotpipe/broker as the broker's user;
+    read-only, and with nothing else: no handed-out file, no capability, no writable root."""
+    services = compose()["services"]
+    announcer = services["announcer"]
+    (argv,) = iotpipe_commands(announcer)
+    args = assert_valid_iotpipe(argv, "announcer")
+    exec_start = _unit(UNITS / "iotpipe-announce.service")["ExecStart"][0]
+    unit = assert_valid_iotpipe(shlex.split(exec_start)[1:], "iotpipe-announce.service")
+    assert args.command_module == unit.command_module
+    assert str(args.data) == init_data(), "the broker's own data, where the logins are"
+    assert announcer["volumes"] == ["broker-data:" + init_data() + ":ro"]
+    assert announcer["user"] == services["broker"]["user"], "the owner of the broker's files"
+    assert announcer["read_only"] is True and announcer["cap_drop"] == ["ALL"]
+    assert announcer["security_opt"] == ["no-new-privileges:true"]
+    assert announcer["restart"] == "unless-stopped"
+    assert args.mqtt_credentials is None and not args.mqtt_user, "no login on its command line"
 
 
 def handouts(script: str) -> list[tuple[str, str, str, str]]:

@@ -95,6 +95,13 @@ def test_the_compose_logins_are_where_deploy_md_says(tmp_path: Path) -> None:
         [sys.executable, "-m", "iotpipe", *setup], capture_output=True, timeout=60
     )
     assert made.returncode == 0, made.stderr
+    # ... or that the docs' login of a Wi-Fi board (init's one-shot, run again) writes.
+    (wifi,) = re.findall(r"docker compose run --rm init '(iotpipe board login [^&']+)", text)
+    login = [str(tmp_path) if a == init_data() else a for a in shlex.split(wifi)[1:]]
+    made = subprocess.run(
+        [sys.executable, "-m", "iotpipe", *login], capture_output=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
     broker_data = named_mounts(services["broker"])["broker-data"]
     assert broker_data == init_data()
     named = re.findall(rf"{re.escape(broker_data)}/([\w./*-]+\w)", text)

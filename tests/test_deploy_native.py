@@ -14,15 +14,18 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from iotpipe.healthcheck import check
-from tests.conftest import ROOT, Procs, free_port, port_open, wait_until
+from tests.conftest import ROOT, Proc, Procs, free_port, port_open, wait_until
 from tests.test_deploy import interpolate
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -109,13 +112,13 @@ def assert_handed_out(volumes: Path) -> None:
 
 def start_locked_broker(
     procs: Procs, broker: dict[str, Any], volumes: Path, port: int, tls: int
-) -> None:
+) -> Proc:
     """Mosquitto with broker/docker.conf: its health check gets in with the reader's login
     that init wrote, over plain MQTT and over TLS trusting init's CA, and an anonymous
     client (the same check without it) does not."""
     assert broker["command"][:2] == ["mosquitto", "-c"]
     config = native_broker_config(broker, volumes, port, tls)
-    procs.start("broker", [MOSQUITTO, "-c", str(config)])
+    mosquitto = procs.start("broker", [MOSQUITTO, "-c", str(config)])
     wait_until(lambda: port_open(port) and port_open(tls), 10, "mosquitto with docker.conf")
     health = [interpolate(str(p)) for p in broker["healthcheck"]["test"][1:]]
     probe = [health[0], "-p", str(port), *health[1:]]
@@ -130,6 +133,75 @@ def start_locked_broker(
     # isolated_settings points XDG_CONFIG_HOME at an empty folder: no options file there.
     anonymous = subprocess.run(probe, capture_output=True, text=True, timeout=10)
     assert anonymous.returncode != 0 and "not authorised" in anonymous.stderr
+    return mosquitto
+
+
+def retained(port: int, login: dict[str, str], topic: str) -> dict[str, bytes]:
+    """The retained messages on a topic filter, read as ``login``."""
+    found: dict[str, bytes] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set(login["user"], login["password"])
+    client.on_connect = lambda c, *_: c.subscribe(topic, 1)
+    client.on_message = lambda c, u, msg: found.update({msg.topic: bytes(msg.payload)})
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        time.sleep(1.0)  # retained messages follow the SUBACK at once; a second is ample
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return found
+
+
+def announce_a_wifi_board(
+    procs: Procs, announcer: dict[str, Any], volumes: Path, mqtt_url: str, mosquitto: Proc
+) -> None:
+    """The announcer's command as compose runs it, on the broker's volume: a board given a
+    login there (so on Wi-Fi) that publishes its meta is announced to Home Assistant, with
+    the precision its meta states."""
+    broker_data = volumes / "broker-data"
+    swaps = {"mqtt://broker:1883": mqtt_url} | mounts(announcer, volumes)
+    procs.iotpipe("announcer", *[localise(interpolate(a), swaps) for a in announcer["command"]])
+    made = subprocess.run(
+        [sys.executable, "-m", "iotpipe", "board", "login", "--device-id", "wifi-1",
+         "--data", str(broker_data)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    mosquitto.popen.send_signal(signal.SIGHUP)  # docker.conf has no pid file to find it by
+    board = json.loads((broker_data / "credentials" / "boards" / "wifi-1.json").read_text())
+    meta = {
+        "device": "wifi-1", "boot": "0a1b2c3d", "fw": "0.2.0", "board": "esp32",
+        "sensors": ["dht22"], "units": {"temperature": "°C", "humidity": "%"},
+        "decimals": {"temperature": 1, "humidity": 1}, "interval_ms": 5000, "ts": None,
+    }  # fmt: skip
+    port = int(mqtt_url.rsplit(":", 1)[1])
+
+    def published() -> bool:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.username_pw_set(board["user"], board["password"])
+        try:
+            client.connect("127.0.0.1", port)
+        except OSError:
+            return False
+        client.loop_start()
+        sent = client.publish("iotpipe/wifi-1/meta", json.dumps(meta), qos=1, retain=True)
+        sent.wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        return sent.is_published() and not sent.rc
+
+    wait_until(published, 30, "the Wi-Fi board's meta, as the board (after the reload)")
+    reader = json.loads((broker_data / "credentials" / "reader.json").read_text())
+    topic = "homeassistant/sensor/wifi-1/temperature/config"
+    wait_until(
+        lambda: topic in retained(port, reader, "homeassistant/sensor/wifi-1/+/config"),
+        60,
+        "the announcer's discovery config of the Wi-Fi board",
+    )
+    config = json.loads(retained(port, reader, topic)[topic])
+    assert config["suggested_display_precision"] == 1
+    assert config["availability"] == [{"topic": "iotpipe/wifi-1/status"}], "no bridge: its own"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="init chowns to the containers' uids: needs root")
@@ -155,7 +227,7 @@ def test_the_compose_services_run_natively_into_an_authenticated_pipeline(
     assert (volumes / "broker-data" / "credentials" / "bridge.json").read_text() == first
     assert_handed_out(volumes)
 
-    start_locked_broker(procs, services["broker"], volumes, mqtt, mqtts)
+    mosquitto = start_locked_broker(procs, services["broker"], volumes, mqtt, mqtts)
     # From here on no login is given: with anonymous clients refused (above) and no IOTPIPE_…
     # variable set (isolated_settings), the services get in with what init handed out.
     board_service = services["virtual-board"]
@@ -177,6 +249,9 @@ def test_the_compose_services_run_natively_into_an_authenticated_pipeline(
         assert check(dashboard_argv) is None
         bridge_argv = script.split("exec iotpipe ")[1].split()
         wait_until(lambda: check(bridge_argv) is None, 20, "the bridge's health check")
+        announce_a_wifi_board(
+            procs, services["announcer"], volumes, f"mqtt://127.0.0.1:{mqtt}", mosquitto
+        )
     finally:
         # The script's background board is in the group the test started: stop it too.
         os.killpg(board.popen.pid, signal.SIGTERM)

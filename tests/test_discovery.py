@@ -73,6 +73,26 @@ def test_a_sensor_config_follows_the_current_documentation() -> None:
     assert "suggested_display_precision" not in humidity  # the board did not say
 
 
+def test_the_display_precision_is_the_decimals_the_boards_hello_states() -> None:
+    line = (
+        b'{"type":"hello","device":"kitchen","boot":"0a1b2c3d","uptime_ms":1,"fw":"0.2.0",'
+        b'"board":"esp32","sensors":["dht22","mcu"],"units":{"temperature":"\xc2\xb0C",'
+        b'"battery":"V"},"decimals":{"temperature":1,"battery":2},"interval_ms":5000}'
+    )
+    hello = wire.parse_line(line)
+    assert isinstance(hello, wire.Hello)
+    found = {
+        m.topic: json.loads(m.payload).get("suggested_display_precision")
+        for m in discovery.configs(hello, "iotpipe", BRIDGE)
+    }
+    assert found["homeassistant/sensor/kitchen/temperature/config"] == 1
+    assert found["homeassistant/sensor/kitchen/battery/config"] == 2
+    older = wire.parse_line(line.replace(b',"decimals":{"temperature":1,"battery":2}', b""))
+    assert isinstance(older, wire.Hello) and older.decimals == {}
+    for message in discovery.configs(older, "iotpipe", BRIDGE):
+        assert b"suggested_display_precision" not in message.payload
+
+
 def test_expire_after_is_three_intervals_of_a_slow_board() -> None:
     body = bodies(board({"temperature": "°C"}, interval_ms=600_000))
     assert body["homeassistant/sensor/kitchen/temperature/config"]["expire_after"] == 1800
@@ -151,18 +171,26 @@ def test_meta_from_the_broker_is_checked_before_it_is_announced() -> None:
         "units": {"temperature": "°C"},
         "interval_ms": 60000,
         "ts": 1.0,
-        "decimals": {"temperature": 1, "ghost": 2},
+        "decimals": {"temperature": 1},
     }
     b = discovery.board_from_meta(json.dumps(meta).encode())
     assert b == Board(
         "garden", "0.2.0", "esp8266", {"temperature": "°C"}, 60000, {"temperature": 1}
     )
+    older = {k: v for k, v in meta.items() if k != "decimals"}  # firmware that does not say
+    assert discovery.board_from_meta(json.dumps(older).encode()).decimals == {}
     for bad, says in [
         (b"{", "not JSON"),
         (b"[]", "not a JSON object"),
         (json.dumps({**meta, "device": "a/b"}).encode(), "device"),
         (json.dumps({**meta, "units": {"Bad": "x"}}).encode(), "units"),
         (json.dumps({**meta, "interval_ms": True}).encode(), "interval_ms"),
+        (json.dumps({**meta, "decimals": [1]}).encode(), "'decimals' must be an object"),
+        (json.dumps({**meta, "decimals": {"ghost": 2}}).encode(), "'ghost', which has no"),
+        (json.dumps({**meta, "decimals": {"temperature": -1}}).encode(), "not 0 to 6"),
+        (json.dumps({**meta, "decimals": {"temperature": 99}}).encode(), "not 0 to 6"),
+        (json.dumps({**meta, "decimals": {"temperature": 1.5}}).encode(), "whole number"),
+        (json.dumps({**meta, "decimals": {"temperature": True}}).encode(), "whole number"),
     ]:
         with pytest.raises(ValueError, match=says):
             discovery.board_from_meta(bad)

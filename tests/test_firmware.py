@@ -151,6 +151,8 @@ def test_info_answer_describes_the_board_like_its_hello(board: BoardPort) -> Non
     hello = wire.hello_from_info(board.answers()["i2"].result)
     assert hello.device == "fw-test" and hello.sensors == ["sim"]
     assert json.dumps(hello.units)
+    # What the simulated sensor writes (firmware/sensor_sim.py): Home Assistant's precision.
+    assert hello.decimals == {"temperature": 2, "humidity": 1}
 
 
 class RawPort:

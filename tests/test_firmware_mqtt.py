@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from iotpipe.bridge.discovery import board_from_meta
 from iotpipe.dashboard.payloads import parse_meta
 
 from iotpipe import topics
@@ -278,6 +279,8 @@ def test_board_publishes_like_the_bridge_and_answers_requests(procs: Procs, tmp_
         late.close()
         meta = late.messages[0]
         assert meta.retain and parse_meta("wifi-a", meta.payload).meta["interval_ms"] == 100
+        # What the announcer makes Home Assistant's suggested_display_precision of.
+        assert board_from_meta(meta.payload).decimals == {"temperature": 2, "humidity": 1}
         readings = telemetry(sub)
         # Wall-clock time from the board (not seconds since its boot); a loaded machine may
         # take a while to pass it on, hence the wide margin.

@@ -113,6 +113,8 @@ def cellar_meta(units: dict[str, str]) -> bytes:
             "board": "esp8266",
             "sensors": ["mcu", "battery"],
             "units": units,
+            # Stated for the battery only: the MCU's temperature is as an older board's.
+            "decimals": {"battery": 2} if "battery" in units else {},
             "interval_ms": 60000,
             "ts": time.time(),
         }
@@ -349,6 +351,39 @@ def test_read_now_goes_through_the_boards_request_and_answer(world: World, devic
     )
     taken = next(r for r in readings(world, device) if r["seq"] == seq)
     assert taken["metrics"]["temperature"] == answer["result"]["metrics"]["temperature"]
+
+
+def precision(world: World, entity: str) -> int | None:
+    """Home Assistant's suggested display precision of an entity: its registry options."""
+    options = world.api.registry_entry(entity).get("options", {})
+    value = options.get("sensor", {}).get("suggested_display_precision")
+    return int(value) if value is not None else None
+
+
+@pytest.mark.parametrize(
+    ("device", "metric", "decimals"),
+    [
+        ("kitchen", "temperature", 2),  # firmware/sensor_sim.py, through a bridge
+        ("kitchen", "humidity", 1),
+        ("garden", "temperature", 2),  # the same firmware on Wi-Fi, through the announcer
+        ("cellar", "battery", 2),  # stated in its meta
+        ("cellar", "mcu_temperature", None),  # not stated, as by an older board
+    ],
+)
+def test_the_display_precision_is_the_decimals_the_board_states(
+    world: World, device: str, metric: str, decimals: int | None
+) -> None:
+    entity = f"sensor.{discovery.slug(device)}_{metric}"
+    topic = discovery.config_topic("homeassistant", "sensor", device, metric)
+    wait_until(lambda: world.watch.on(topic), 60, f"the discovery config of {entity}")
+    config = json.loads(world.watch.on(topic)[-1].payload)
+    assert config.get("suggested_display_precision") == decimals
+    wait_until(lambda: entity in states(world), 120, f"{entity} in Home Assistant")
+    wait_until(
+        lambda: precision(world, entity) == decimals,
+        60,
+        f"{entity}'s display precision {decimals} in Home Assistant's entity registry",
+    )
 
 
 def test_a_metric_the_board_no_longer_has_disappears(world: World) -> None:

@@ -31,6 +31,24 @@ def test_every_line_the_firmware_writes_parses_to_the_values_it_meant(
         assert (line.device, line.boot) == (vector["device"], vector["boot"])  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("vector", VECTOR_DATA["accepted"], ids=lambda v: v["name"])
+def test_lines_of_older_firmware_are_still_accepted(vector: dict[str, Any]) -> None:
+    line = wire.parse_line(vector["line"].encode())
+    for name, value in vector["expect"].items():
+        assert getattr(line, name) == value, name
+
+
+def test_an_info_answer_states_decimals_as_the_hello_does() -> None:
+    (hello,) = [v for v in VECTOR_DATA["encode"] if v["name"] == "hello at boot"]
+    info = {**json.loads(hello["line"]), "wdt_ms": 8000, "mem_free": 1000, "seq": 3}
+    assert wire.hello_from_info(info).decimals == hello["expect"]["decimals"]
+    del info["decimals"]
+    assert wire.hello_from_info(info).decimals == {}
+    with pytest.raises(wire.LineRejected) as caught:
+        wire.hello_from_info({**info, "decimals": {"temperature": -2}})
+    assert caught.value.reason == "bad_decimals"
+
+
 @pytest.mark.parametrize("vector", VECTOR_DATA["invalid"], ids=lambda v: v["name"])
 def test_invalid_lines_are_rejected_with_their_reason(vector: dict[str, Any]) -> None:
     with pytest.raises(wire.LineRejected) as caught:

@@ -67,6 +67,7 @@ def payloads():
           '"uptime_ms":4567,"metrics":{"temperature":21.37}}', t)
     m = json.loads(p.meta("0.3.0", "unix", ["sim"], (("temperature", "°C", 2),), 500, -1))
     check("meta before the clock is set has ts null", m["ts"] is None and m["interval_ms"] == 500)
+    check("meta states each metric's decimals", m["decimals"] == {"temperature": 2}, m)
     a = json.loads(payload.answer(5, False, "nope"))
     check("an answer keeps an integer id", a == {"id": 5, "ok": False, "error": "nope"})
     cases = [

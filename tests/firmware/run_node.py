@@ -36,6 +36,8 @@ def commands():
     check("info describes the board",
           info["device"] == "fw-test" and info["interval_ms"] == 20 and info["sensors"] == ["sim"]
           and info["units"] == {"temperature": "°C", "humidity": "%"} and info["mem_free"] > 0)
+    check("info states the simulated sensor's decimals",
+          info["decimals"] == {"temperature": 2, "humidity": 1}, info.get("decimals"))
     check("set changes the interval", answers["s1"]["result"]["interval_ms"] == 250
           and n.interval_ms == 250)
     after_set = lines[[x.get("id") for x in lines].index("s1") + 1]
