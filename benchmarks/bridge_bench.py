@@ -6,7 +6,8 @@
 Each run starts its own Mosquitto on a free loopback port. A writer thread pushes N
 reading lines into the pty master as fast as the reader takes them; ``mosquitto_sub -C N``
 (C, so the subscriber is never the bottleneck) counts them out. The time is from the first
-line written to the last one received; the bridge's peak RSS is read from /proc.
+line written to the last one received; the bridge's CPU time over the same span and its
+peak RSS are read from /proc.
 Not a test: the figures depend on the machine (see docs/benchmarks.md).
 """
 
@@ -73,6 +74,12 @@ def timed(pty: Pty, sub: subprocess.Popen[bytes], data: bytes) -> float:
     return time.perf_counter() - start
 
 
+def cpu_s(pid: int) -> float:
+    """User plus system time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for text in Path(f"/proc/{pid}/status").read_text().splitlines():
         if text.startswith("VmHWM:"):
@@ -97,7 +104,7 @@ def run_mosquitto_pub(tmp: Path, port: int, n: int, qos: int) -> float:
     return n / elapsed
 
 
-def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float]:
+def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float, float]:
     tmp.mkdir()
     pty = Pty(tmp / f"bridge-{qos}.tty")
     log = (tmp / f"bridge-{qos}.log").open("wb")
@@ -115,12 +122,14 @@ def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float]:
         pty.write_all(line(0))
         warm.wait(30)
         sub = subscriber(port, topic, n, qos)
+        cpu_before = cpu_s(bridge.pid)
         elapsed = timed(pty, sub, b"".join(line(i) for i in range(1, n + 1)))
+        cpu = cpu_s(bridge.pid) - cpu_before
         rss = peak_rss_mb(bridge.pid)
     finally:
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(30)
-    return n / elapsed, rss
+    return n / elapsed, cpu / n * 1e6, rss
 
 
 def main() -> None:
@@ -149,17 +158,20 @@ def main() -> None:
 
 
 def compare(tmp: Path, port: int, lines: int, qos: int, repeat: int) -> None:
-    c_rates, b_rates, rss = [], [], 0.0
+    c_rates, b_rates, cpus, rss = [], [], [], 0.0
     for run in range(repeat):
         c_rates.append(run_mosquitto_pub(tmp / f"pub-q{qos}-{run}", port, lines, qos))
-        rate, peak = run_bridge(tmp / f"bridge-q{qos}-{run}", port, lines, qos)
+        rate, cpu, peak = run_bridge(tmp / f"bridge-q{qos}-{run}", port, lines, qos)
         b_rates.append(rate)
+        cpus.append(cpu)
         rss = max(rss, peak)
     c_rate, b_rate = statistics.median(c_rates), statistics.median(b_rates)
+    ratios = ", ".join(f"{b / c:.2f}" for b, c in zip(b_rates, c_rates, strict=True))
     spool = "spool on" if qos else "no spool"
     print(
         f"QoS {qos}: mosquitto_pub -l {c_rate:>9,.0f}/s | bridge ({spool}) {b_rate:>9,.0f}/s"
-        f" | ratio {b_rate / c_rate:.2f} | bridge peak RSS {rss:.0f} MB"
+        f" | ratio {b_rate / c_rate:.2f} (runs {ratios})"
+        f" | bridge CPU {statistics.median(cpus):.1f} µs/reading | peak RSS {rss:.0f} MB"
     )
 
 

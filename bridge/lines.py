@@ -20,18 +20,10 @@ class TooLong(bytes):
 def open_port(url: str, baud: int) -> serial.SerialBase:
     """A path (/dev/ttyUSB0, /dev/serial/by-id/…) or a pyserial URL (socket://, rfc2217://).
 
-    pyserial empties the input buffer when it opens a POSIX port; what waits there are
-    readings the board wrote while no bridge was reading (a restart), so they are kept. A
-    line cut in half by that is rejected and counted like any other bad line."""
-    port = serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S, do_not_open=True)
-    if hasattr(port, "_reset_input_buffer"):
-        port._reset_input_buffer = lambda: None  # an instance attribute hides the method
-        try:
-            port.open()
-        finally:
-            del port._reset_input_buffer
-    else:
-        port.open()
+    pyserial empties the input buffer when it opens a POSIX port, so readings the board
+    wrote while no bridge was reading are gone here; the bridge gets them back by asking
+    the board to ``replay`` after its mark whenever a port opens (``continuity``)."""
+    port: serial.SerialBase = serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S)
     return port
 
 

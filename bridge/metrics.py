@@ -35,7 +35,7 @@ COUNTERS: Mapping[str, Declared] = {
     "published": Declared("Messages the broker acknowledged (or sent at QoS 0)"),
     "spooled": Declared("Readings written to the on-disk spool"),
     "replayed": Declared("Spooled readings sent again after a reconnect"),
-    "dropped": Declared("Messages lost, by reason", ("not_connected", "send_failed", "spool_full")),
+    "dropped": Declared("Messages lost, by reason", ("not_connected", "spool_full")),
     "connects": Declared("Connections to the broker made"),
     "disconnects": Declared("Connections to the broker lost"),
     "publish_errors": Declared("Publishes paho-mqtt refused, by its error", labelled=True),

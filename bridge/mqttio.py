@@ -22,23 +22,7 @@ import paho.mqtt.client as mqtt
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
 MISC_EVERY_S = 1.0
 CONNACK_TIMEOUT_S = 30.0
-WRITE_TIMEOUT_S = 10.0
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def publish_frame(topic: str, payload: bytes) -> bytes:
-    """An MQTT 5 PUBLISH at QoS 0, no retain, no properties."""
-    name = topic.encode()
-    rest = len(name).to_bytes(2, "big") + name + b"\x00" + payload
-    return b"\x30" + _varint(len(rest)) + rest
+CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux
 
 
 class Connection:
@@ -53,6 +37,12 @@ class Connection:
         self._last_misc = 0.0
         self._attempt_at = 0.0
         self._up = False
+        # With a register-write callback, paho queues a publish instead of writing it at
+        # once (one loop_write per message); the loop's select then writes them together.
+        client.on_socket_register_write = self._write_wanted
+
+    def _write_wanted(self, client: mqtt.Client, userdata: object, sock: object) -> None:
+        pass  # the loop asks want_write() before every select
 
     def enable(self) -> None:
         self._enabled = True
@@ -80,7 +70,17 @@ class Connection:
             rc = self.client.loop_read()
 
     def writable(self) -> None:
-        self.client.loop_write()
+        """Everything paho has queued: it sends packet by packet, so the socket is corked
+        meanwhile and the kernel sends full segments, not one per reading."""
+        sock = self.client.socket()
+        cork = CORK is not None and isinstance(sock, socket.socket)
+        if cork:
+            sock.setsockopt(socket.IPPROTO_TCP, CORK, 1)  # type: ignore[union-attr]
+        try:
+            self.client.loop_write()
+        finally:
+            if cork and sock.fileno() != -1:  # type: ignore[union-attr]
+                sock.setsockopt(socket.IPPROTO_TCP, CORK, 0)  # type: ignore[union-attr]
 
     def tick(self, now: float) -> None:
         """Keepalive while connected; a connection attempt when one is due."""
@@ -137,27 +137,6 @@ class Connection:
             if writable:
                 self.writable()
         return done()
-
-    def send_qos0(self, messages: list[tuple[str, bytes]]) -> bool:
-        """Write QoS 0 PUBLISH frames for many messages in one system call.
-
-        paho spends some 10 µs and a system call per publish; for fire-and-forget
-        readings the frame is four fields, so the bridge writes them itself, straight to
-        paho's socket — only when paho has nothing of its own waiting to go out, so bytes
-        never interleave. False (nothing written) means: publish through paho instead."""
-        sock = self.socket()
-        if sock is None or self.client.want_write():
-            return False
-        data = memoryview(b"".join(publish_frame(topic, payload) for topic, payload in messages))
-        deadline = time.monotonic() + WRITE_TIMEOUT_S
-        while data:
-            try:
-                data = data[sock.send(data) :]
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the broker has not read for a while") from None
-                select.select([], [sock], [], 0.1)
-        return True
 
     def disable(self) -> None:
         self._enabled = False

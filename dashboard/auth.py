@@ -56,18 +56,18 @@ class RateLimit:
     def __init__(self, limit: int, window: float = 60.0) -> None:
         self.limit = limit
         self.window = window
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self.seen: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def allow(self, client: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         with self._lock:
-            times = self._seen.pop(client, None) or deque()
+            times = self.seen.pop(client, None) or deque()
             while times and times[0] <= now - self.window:
                 times.popleft()
-            self._seen[client] = times
-            while len(self._seen) > TRACKED_CLIENTS:
-                self._seen.popitem(last=False)
+            self.seen[client] = times
+            while len(self.seen) > TRACKED_CLIENTS:
+                self.seen.popitem(last=False)
             if len(times) >= self.limit:
                 return False
             times.append(now)

@@ -11,12 +11,12 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from iotpipe import __version__, configfile
 from iotpipe.errors import UserError
-from iotpipe.settings import SETTINGS
+from iotpipe.settings import SETTINGS, taken
 
 
 class CommandModule(Protocol):
@@ -120,25 +120,25 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"iotpipe {__version__}")
     _add_config_flag(parser)
     top = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    # Each group's add_parser, so no annotation names argparse's private action class.
+    groups: dict[str, Callable[..., argparse.ArgumentParser]] = {}
     chosen = _chosen(argv)
     for words, module, help_text in COMMANDS:
-        subs = top
+        add_parser = top.add_parser
         for group in words[:-1]:
             if group not in groups:
                 about = GROUPS.get(group, f"{group} commands")
                 group_parser = top.add_parser(group, help=about, description=about)
                 groups[group] = group_parser.add_subparsers(
                     title=f"{group} commands", metavar="COMMAND", required=True
-                )
-            subs = groups[group]
-        sub = subs.add_parser(words[-1], help=help_text, description=help_text, epilog=PRECEDENCE)
+                ).add_parser
+            add_parser = groups[group]
+        sub = add_parser(words[-1], help=help_text, description=help_text, epilog=PRECEDENCE)
         sub.set_defaults(command_module=module)
         if words == chosen:
             _add_config_flag(sub)
             _load(module).configure(sub)
-            flags = {o[2:] for a in sub._actions for o in a.option_strings if o.startswith("--")}
-            config.check_command(" ".join(words), flags & set(SETTINGS))
+            config.check_command(" ".join(words), taken(sub))
     return parser
 
 

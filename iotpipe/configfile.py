@@ -145,3 +145,9 @@ def active() -> ConfigFile:
     if _active is None:
         _active = locate()
     return _active
+
+
+def forget() -> None:
+    """No file chosen: the next ``active()`` looks again (a test changing the environment)."""
+    global _active
+    _active = None

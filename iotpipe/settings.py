@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,12 +277,18 @@ _TABLE = [
 SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}
 
 
+# The settings each parser took through add_settings: only those read the config file, so
+# only those may appear in its table for the command (`taken`).
+_TAKEN: weakref.WeakKeyDictionary[argparse.ArgumentParser, set[str]] = weakref.WeakKeyDictionary()
+
+
 def add_settings(
     parser: argparse.ArgumentParser, *names: str, required: tuple[str, ...] = ()
 ) -> None:
     """Add the named settings as flags whose default comes from the environment, else
     from the configuration file, else from the table above."""
     command = parser.prog.partition(" ")[2]
+    _TAKEN.setdefault(parser, set()).update(names)
     for name in names:
         setting = SETTINGS[name]
         default, source = os.environ.get(setting.env), f"${setting.env}"
@@ -300,6 +307,11 @@ def add_settings(
             metavar=setting.metavar,
             help=_help(setting, default if source else None, source, name in required),
         )
+
+
+def taken(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """The settings ``add_settings`` gave this parser."""
+    return frozenset(_TAKEN.get(parser, ()))
 
 
 def _help(setting: Setting, value: str | None, source: str, required: bool) -> str:

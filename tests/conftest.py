@@ -7,6 +7,7 @@ in the test's tmp_path and printed when the test fails.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -18,12 +19,28 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class FlagRecorder(argparse.ArgumentParser):
+    """A parser that keeps the actions added to it: argparse lists them only privately."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.added: list[argparse.Action] = []  # before: __init__ adds --help
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.added.append(action)
+        return action
+
+
 VECTORS = ROOT / "tests" / "vectors" / "wire.json"
 
 
@@ -309,4 +326,4 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv(configfile.ENV, "")
     monkeypatch.delenv(configfile.ENV)
     yield
-    configfile._active = None
+    configfile.forget()

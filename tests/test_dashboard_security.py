@@ -110,7 +110,7 @@ def test_the_rate_limit_forgets_old_events_and_bounds_its_memory() -> None:
     assert limit.allow("a", 10.5)
     for n in range(5000):
         limit.allow(f"c{n}", 20)
-    assert len(limit._seen) <= 1024
+    assert len(limit.seen) <= 1024
 
 
 def test_the_page_sends_security_headers(dash: support.RunningDashboard) -> None:

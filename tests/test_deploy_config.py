@@ -4,6 +4,7 @@ precedence flag > environment > config file > default."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ from iotpipe import configfile
 from iotpipe.cli import COMMANDS, build_parser, main
 from iotpipe.endpoints import parse_broker_url
 from iotpipe.errors import UserError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, FlagRecorder
 
 pytestmark = pytest.mark.usefixtures("isolated_settings")
 
@@ -140,23 +141,17 @@ def test_every_command_says_what_it_does_and_each_flag_its_default(
     text = " ".join(capsys.readouterr().out.split())
     help_text = next(h for w, _m, h in COMMANDS if w == words)
     assert help_text in text
-    parser = build_parser(words)
-    for action in _command_parser(parser, words)._actions:
+    build_parser(words)  # chooses the config file, as a run does
+    parser = FlagRecorder(prog=f"iotpipe {' '.join(words)}")
+    module = next(m for w, m, _h in COMMANDS if w == words)
+    importlib.import_module(module).configure(parser)
+    for action in parser.added:
         if action.option_strings and action.dest != "help":
             flag = f"iotpipe {' '.join(words)} {action.option_strings}"
             if action.required:  # a required flag has no default to claim
                 assert "default" not in action.help, flag
             else:
                 assert "default" in action.help or action.default in (None, False), flag
-
-
-def _command_parser(
-    parser: argparse.ArgumentParser, words: tuple[str, ...]
-) -> argparse.ArgumentParser:
-    for word in words:
-        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = subs.choices[word]
-    return parser
 
 
 def test_help_says_where_a_value_came_from_and_hides_passwords(

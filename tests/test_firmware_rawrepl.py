@@ -134,11 +134,10 @@ def test_no_board_plugged_in_says_what_to_do(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_firmware_doc_names_every_config_key_and_deploy_flag() -> None:
-    import argparse
     import ast
 
     from iotpipe.board import deploy
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, FlagRecorder
 
     doc = (ROOT / "docs" / "firmware.md").read_text()
     tree = ast.parse((ROOT / "firmware" / "boardconfig.py").read_text())
@@ -149,9 +148,9 @@ def test_firmware_doc_names_every_config_key_and_deploy_flag() -> None:
     )
     for key in keys:
         assert f"| `{key}` |" in doc, f"config key {key} is documented"
-    parser = argparse.ArgumentParser()
+    parser = FlagRecorder()
     deploy.configure(parser)
-    for action in parser._actions:
+    for action in parser.added:
         for flag in action.option_strings:
             if flag.startswith("--") and flag not in ("--help", "--log-level"):
                 assert flag in doc, f"deploy flag {flag} is documented"
