@@ -23,7 +23,7 @@ BOARD_NAMES = {"linux": "unix"}
 KEYS = ("device_id", "board", "interval_ms", "sensors", "wdt_ms", "boot_delay_ms", "stop_pin",
         "transport", "wifi_ssid", "wifi_password", "mqtt_host", "mqtt_port", "mqtt_user",
         "mqtt_password", "base_topic", "mqtt_keepalive_s", "deep_sleep", "battery_adc",
-        "buffer_max", "ntp_host", "mqtt_ca", "ring_max")
+        "buffer_max", "ntp_host", "mqtt_ca", "ring_max", "keep_acked_s")
 # Readings a serial board keeps for a `replay` (ring.py), 8 bytes + 4 per metric each:
 # 100 of 3 metrics is 2 KB of an ESP8266's 38 KB heap; ESP32 and RP2040 have far more.
 RING = {"linux": 2000, "esp32": 1000, "rp2": 1000, "esp8266": 100}

@@ -6,6 +6,7 @@ import sys
 
 TOPIC_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 MAX_BUFFER = 1000
+MAX_KEEP_S = 3600
 DEFAULTS = {
     "wifi_ssid": None,
     "wifi_password": None,
@@ -18,6 +19,9 @@ DEFAULTS = {
     "deep_sleep": False,
     "battery_adc": None,
     "buffer_max": 60,  # 28 bytes each with two metrics: 1.7 KB of an ESP8266's ~37 KB
+    # Acknowledged readings kept and sent again after a reconnect, as the bridge's
+    # --keep-acked: past the broker's autosave_interval (60 s), with room for a restart.
+    "keep_acked_s": 150,
     "ntp_host": None,
     "mqtt_ca": None,  # a CA certificate file (DER) on the flash: TLS, checked against it
 }
@@ -55,6 +59,8 @@ def check(config, problems):
         bad("mqtt_keepalive_s", "is not a whole number 0-65535")
     if not _whole(config["buffer_max"], 1, MAX_BUFFER):
         bad("buffer_max", "is not a whole number 1-%d" % MAX_BUFFER)
+    if not _whole(config["keep_acked_s"], 0, MAX_KEEP_S):
+        bad("keep_acked_s", "is not a whole number 0-%d" % MAX_KEEP_S)
     if not _topic_levels(config["base_topic"]):
         bad("base_topic", "must be levels of [A-Za-z0-9_.-] separated by '/'")
     if not isinstance(config["deep_sleep"], bool):

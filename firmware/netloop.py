@@ -20,12 +20,16 @@ MIN_SLEEP_MS = const(100)
 
 def build(config, problems, boot, rtc_bytes=0):
     # -> (node, uplink). With rtc_bytes the backlog is no larger than RTC memory holds.
+    # In battery mode every wake is a reconnect: keeping acknowledged copies would send
+    # each reading again at every wake for keep_acked_s (docs/firmware.md, Battery mode).
+    keep_s = 0 if config["deep_sleep"] else config["keep_acked_s"]
+
     def make_out(device, boot_, metrics):
         capacity = config["buffer_max"]
         if rtc_bytes:
             size = backlog.HEAD_SIZE + 4 * len(metrics)
             capacity = min(capacity, rtcstate.capacity(rtc_bytes, size))
-        return uplink.Outbox(device, boot_, metrics, capacity)
+        return uplink.Outbox(device, boot_, metrics, capacity, keep_s)
 
     specs = config["sensors"]
     if config["battery_adc"]:  # one more sensor (sensor_battery.py)

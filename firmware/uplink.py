@@ -24,9 +24,9 @@ FAILED = (OSError, mqtt.MQTTException)
 class Outbox:
     # The node's out on MQTT (as wire.Encoder is on serial): readings go to the backlog,
     # events wait in a short queue, and nothing is sent from here; Uplink.flush sends.
-    def __init__(self, device, boot, metrics, capacity):
+    def __init__(self, device, boot, metrics, capacity, keep_s=0):
         self.payloads = payload.Payloads(device, boot, metrics)
-        self.backlog = backlog.Backlog(capacity, len(metrics))
+        self.backlog = backlog.Backlog(capacity, len(metrics), keep_s)
         self.events = []  # (uptime_ms, ts_ms, name, data), oldest first
         self.events_dropped = 0
         self.requests_dropped = 0
@@ -97,6 +97,8 @@ class Uplink:
         if not present:  # a kept session (battery mode) still has its subscription
             self.client.subscribe(self.topics["cmd"], 1)
         self.out.meta_due = self.out.meta_due or not present
+        # A broker restarted from its last save lacks what it acknowledged since: the copies.
+        self.out.backlog.resend(self.node.uptime.now() // 1000)
         self.backoff_ms = MIN_BACKOFF_MS
         print("iotpipe: connected to %s:%d%s as %s" % (self.config["mqtt_host"],
               self.config["mqtt_port"], " over TLS" if self.client.ca else "",
@@ -156,8 +158,8 @@ class Uplink:
             self._event(*out.events[0])
             out.events.pop(0)
         while out.clock_ok and len(out.backlog):
-            self._telemetry(out.backlog.oldest())
-            out.backlog.pop()
+            ts_ms = self._telemetry(out.backlog.oldest())
+            out.backlog.pop(self.node.uptime.now() // 1000, ts_ms)
             self.feed()
 
     def _event(self, uptime_ms, ts_ms, name, data):
@@ -170,6 +172,7 @@ class Uplink:
             ts_ms = netboard.wall_ms() - (self.node.uptime.now() - uptime_ms)
         self.client.publish(self.topics["telemetry"],
                             self.out.payloads.telemetry(seq, ts_ms, uptime_ms, values), False, 1)
+        return ts_ms
 
     # --- requests ---------------------------------------------------------------------
     def _on_message(self, topic, msg):

@@ -34,9 +34,69 @@ def ring():
     small.load(data)
     check("loading into a smaller ring drops the oldest", small.oldest()[0] == 3
           and small.dropped == 1)
-    b.pop()
-    b.pop()
+    b.pop(0, 1002)
+    b.pop(0, 1003)
     check("ts -1 marks a reading taken before the clock was set", b.oldest()[2] == -1)
+
+
+def seqs(b):
+    # Sends what waits, oldest first, each acknowledged at once: -> their seqs.
+    sent = []
+    while len(b):
+        sent.append(b.oldest()[0])
+        b.pop(b.now, 0)
+    return sent
+
+
+def kept_copies():
+    # Uptime seconds are given by the test (b.now), as uplink.py gives the node's.
+    b = backlog.Backlog(6, 1, 150)
+    b.now = 1000
+    for seq in range(3):
+        b.push(seq, seq, 5000 + seq, [seq])
+    check("waiting readings go out oldest first", seqs(b) == [0, 1, 2])
+    check("acknowledged ones are kept, not waiting", len(b) == 0 and b.kept == 3)
+    b.push(3, 3, 5003, [3])
+    b.resend(1000)
+    check("after a reconnect the copies go again in order, before the newer reading",
+          seqs(b) == [0, 1, 2, 3])
+    b.now = 1100
+    for seq in range(4, 10):  # six new readings in a ring of six: every copy gives way
+        b.push(seq, seq, -1, [seq])
+    check("copies give way to unsent readings and are no drop",
+          len(b) == 6 and b.kept == 0 and b.dropped == 0)
+    b.push(10, 10, -1, [10])
+    check("an unsent reading pushed out is a drop", b.dropped == 1 and b.oldest()[0] == 5)
+    b.pop(1100, 777)
+    b.resend(1100)
+    check("a copy carries the ts it was sent with", b.oldest()[:3] == (5, 5, 777))
+    check("an outage's reading acknowledged just now is sent again too", seqs(b) == list(
+        range(5, 11)))
+    b.resend(1100 + 150)
+    check("within 150 s of its PUBACK a copy is sent again", len(b) == 6)
+    seqs(b)  # acknowledged again at 1100: kept anew
+    b.resend(1100 + 151)
+    check("past 150 s it is forgotten", len(b) == 0 and b.kept == 0)
+    b.now = 2000
+    for seq in range(11, 14):
+        b.push(seq, seq, 1, [seq])
+    b.pop(2000, 1)  # 11 acknowledged at 2000, 12 and 13 at 2100
+    b.now = 2100
+    seqs(b)
+    b.resend(2200)
+    check("only the copies acknowledged within 150 s go again", seqs(b) == [12, 13])
+    b.resend(2200)
+    b.push(14, 14, 1, [14])
+    b.oldest()
+    b.pop(2200, 1)  # the connection fails while the copies are sent again
+    b.resend(2200)
+    check("after an interrupted resend every copy goes again, in order",
+          seqs(b) == [12, 13, 14])
+    off = backlog.Backlog(2, 1)
+    off.push(0, 0, 1, [0])
+    off.pop(0, 1)
+    off.resend(0)
+    check("without keep_s nothing is kept", len(off) == 0 and off.kept == 0)
 
 
 def state():
@@ -86,6 +146,7 @@ def payloads():
 
 remaining_lengths()
 ring()
+kept_copies()
 state()
 payloads()
 done()
