@@ -65,9 +65,3 @@ class LineSplitter:
         if len(self._partial) > self.limit + 1:
             self._discarding = True  # keep the head for the log, drop until the newline
             del self._partial[64:]
-
-
-def read_chunk(port: serial.SerialBase) -> bytes:
-    """What is waiting (at least one byte), or b"" when the read timed out."""
-    data: bytes = port.read(port.in_waiting or 1)
-    return data
