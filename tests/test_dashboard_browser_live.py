@@ -66,13 +66,23 @@ def _trace(page: Any, device: str) -> dict[str, list[float]]:
     return trace
 
 
+def _dashboard_with(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path, first: Any
+) -> RunningDashboard:
+    """A dashboard that has stored the reading ``first``."""
+    dash = start_dashboard(procs, broker, tmp_path / "dash")
+    publisher.reading(first)
+    wait_until(lambda: dash.get("/api/devices")[1], 10, "the first reading stored")
+    return dash
+
+
 def test_batched_drawing_keeps_every_reading_and_shows_the_last(
     procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path, open_page: OpenPage
 ) -> None:
-    dash = start_dashboard(procs, broker, tmp_path / "dash")
     t0 = time.time() - 600
-    publisher.reading(reading("burst", 0, t0, temperature=0.0))
-    wait_until(lambda: dash.get("/api/devices")[1], 10, "the first reading stored")
+    dash = _dashboard_with(
+        procs, broker, publisher, tmp_path, reading("burst", 0, t0, temperature=0.0)
+    )
     page = open_page()
     _live(page, dash)
     sent = [round(0.25 * i, 2) for i in range(1, 301)]
@@ -93,10 +103,10 @@ def test_a_reading_stored_while_the_page_opens_its_stream_is_shown(
     # The stream is held back by the test; a reading is stored meanwhile. A page that
     # loaded its data before its stream was open would never show it (nothing comes again
     # for a board asleep), so it must load once the stream is open.
-    dash = start_dashboard(procs, broker, tmp_path / "dash")
     t0 = time.time() - 60
-    publisher.reading(reading("sleepy", 0, t0, temperature=1.5))
-    wait_until(lambda: dash.get("/api/devices")[1], 10, "the first reading stored")
+    dash = _dashboard_with(
+        procs, broker, publisher, tmp_path, reading("sleepy", 0, t0, temperature=1.5)
+    )
     page = open_page()
     held: list[Any] = []
     finished: list[str] = []
@@ -115,6 +125,38 @@ def test_a_reading_stored_while_the_page_opens_its_stream_is_shown(
     page.wait_for_function("() => document.querySelector('#conn').textContent === 'live'")
     values = page.locator("article.card[data-device='sleepy'] .values")
     wait_until(lambda: "2.5" in (values.text_content() or ""), 30, "the second on the card")
+
+
+def test_the_page_asks_no_other_host_for_anything(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path, open_page: OpenPage
+) -> None:
+    # Users run it offline: every asset, the live stream and the charts' own parts (the
+    # mode bar on hover, a range change) come from the dashboard, and nothing else is asked.
+    # (The page's Content-Security-Policy refuses other hosts too; open_page fails on that.)
+    t0 = time.time() - 60
+    dash = _dashboard_with(
+        procs, broker, publisher, tmp_path, reading("local", 0, t0, temperature=1.0)
+    )
+    page = open_page()
+    foreign: list[str] = []
+
+    def only_the_dashboard(route: Any) -> None:
+        if route.request.url.startswith(dash.url + "/"):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_dashboard)
+    _live(page, dash)
+    publisher.reading(reading("local", 1, t0 + 1, temperature=2.5))
+    values = page.locator("article.card[data-device='local'] .values")
+    wait_until(lambda: "2.5" in (values.text_content() or ""), 30, "the live reading")
+    page.hover("#chart-temperature")
+    page.wait_for_selector("#chart-temperature .modebar")
+    page.click("#ranges button[data-range='86400']")
+    page.wait_for_function("() => document.getElementById('chart-temperature')?.data?.length")
+    assert foreign == []
 
 
 def _hide(page: Any, hidden: bool) -> None:
