@@ -60,14 +60,6 @@ def send(pub: Publisher, device: str, values: list[float], first_seq: int = 0) -
         pub.reading(reading(device, first_seq + i, time.time(), temperature=value))
 
 
-def metric(dash: support.RunningDashboard, line_start: str) -> int:
-    text = dash.get("/metrics")[1]
-    for line in text.splitlines():
-        if line.startswith(line_start):
-            return int(float(line.split()[1]))
-    return 0
-
-
 def old_store(path: Path, ts: float, value: float) -> None:
     """One temperature reading of dev-a in a store file of the old format."""
     path.parent.mkdir(parents=True)
@@ -191,14 +183,14 @@ def test_a_failing_destination_is_retried_counted_shown_masked_and_ack_needs_log
         dash = start_dashboard(procs, broker, tmp_path / "dash", "--alerts", str(rules))
         send(publisher, "dev-a", [40])
         retrying = 'iotpipe_dashboard_alert_failed_total{reason="retrying"}'
-        wait_until(lambda: metric(dash, retrying) >= 1, WAIT, "fail")
+        wait_until(lambda: dash.metric(retrying) >= 1, WAIT, "fail")
         wait_until(lambda: failing.got, 90, "delivered after two retries")
     finally:
         failing.close()
     assert failing.attempts == 3 and failing.got[0].json()["title"].startswith("[FIRING]")
-    assert metric(dash, 'iotpipe_dashboard_alert_failed_total{reason="retrying"}') == 2
-    wait_until(lambda: metric(dash, "iotpipe_dashboard_alert_sent_total") == 1, WAIT, "sent")
-    assert metric(dash, "iotpipe_dashboard_alert_queue ") == 0
+    assert dash.metric('iotpipe_dashboard_alert_failed_total{reason="retrying"}') == 2
+    wait_until(lambda: dash.metric("iotpipe_dashboard_alert_sent_total") == 1, WAIT, "sent")
+    assert dash.metric("iotpipe_dashboard_alert_queue") == 0
     assert "iotpipe_dashboard_alert_queue " in dash.get("/metrics")[1]
     (dest,) = dash.get("/api/alerts/firing")[1]["destinations"]
     assert dest["ok"] is True and dest["failures"] == 2 and dest["name"] == "hook"

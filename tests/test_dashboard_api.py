@@ -191,15 +191,8 @@ def test_two_dashboards_share_ingest_and_one_postgresql_store(
     series = "/api/devices/dev-s/series?metric=temperature&since=0"
     wait_until(lambda: len(first.get(series)[1].get("t", [])) == 40, 10, "all 40 in the store")
     assert len(second.get(series)[1]["t"]) == 40
-    stored = [_counter(d, "iotpipe_dashboard_stored_total") for d in (first, second)]
+    stored = [d.metric("iotpipe_dashboard_stored_total") for d in (first, second)]
     assert sum(stored) == 40 and min(stored) > 0, stored  # each took a share, none twice
-
-
-def _counter(dash: support.RunningDashboard, name: str) -> int:
-    for line in dash.get("/metrics")[1].splitlines():
-        if line.startswith(name + " "):
-            return int(float(line.split()[1]))  # prometheus_client writes 40.0
-    return 0
 
 
 def test_every_route_is_in_the_openapi_document(tmp_path: Path) -> None:

@@ -152,6 +152,14 @@ class RunningDashboard:
     def get(self, path: str) -> tuple[int, Any]:
         return http(self.url + path)
 
+    def metric(self, sample: str) -> int:
+        """One sample of /metrics, ``name`` or ``name{labels}``; 0 while it is not there.
+        prometheus_client writes counts as floats (40.0)."""
+        for line in str(self.get("/metrics")[1]).splitlines():
+            if line.startswith(sample + " "):
+                return int(float(line.split()[1]))
+        return 0
+
     @property
     def token(self) -> str:
         """The API token the dashboard made on its first start (DATA/api-token)."""

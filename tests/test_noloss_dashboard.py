@@ -57,11 +57,7 @@ def exported(dash: RunningDashboard) -> dict[tuple[int, str], float]:
 
 
 def stored(dash: RunningDashboard) -> int:
-    _status, text = dash.get("/metrics")
-    for line in str(text).splitlines():
-        if line.startswith("iotpipe_dashboard_stored_total "):
-            return int(float(line.split()[1]))
-    return 0
+    return dash.metric("iotpipe_dashboard_stored_total")
 
 
 def assert_every_value(dash: RunningDashboard, n: int) -> None:
@@ -278,12 +274,12 @@ def test_postgresql_gone_stops_ingest_with_503_and_loses_nothing_once_it_is_back
         server.stop()
 
 
+LOST = "iotpipe_dashboard_sessions_lost_total"
+
+
 def sessions_lost(dash: RunningDashboard) -> int:
-    _status, text = dash.get("/metrics")
-    for line in str(text).splitlines():
-        if line.startswith("iotpipe_dashboard_sessions_lost_total "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no iotpipe_dashboard_sessions_lost_total in /metrics")
+    assert LOST + " " in str(dash.get("/metrics")[1]), f"no {LOST} in /metrics"
+    return dash.metric(LOST)
 
 
 def kill_and_restart(procs: Procs, broker: Broker) -> Broker:
