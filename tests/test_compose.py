@@ -41,7 +41,7 @@ from tests.compose_support import (
     ensure_base_images,
     running_engine,
 )
-from tests.conftest import free_port, wait_until
+from tests.conftest import Subscriber, free_port, wait_until
 
 pytestmark = pytest.mark.compose
 
@@ -363,23 +363,6 @@ def test_the_mqtts_port_answers_with_the_generated_ca(stack: Stack, tmp_path: Pa
     assert reading["device"] == DEVICE and set(reading["metrics"]) == set(METRICS)
 
 
-def _retained(stack: Stack, login: dict[str, str], topic: str) -> dict[str, bytes]:
-    """The retained messages on a topic filter, read as ``login`` on the published port."""
-    found: dict[str, bytes] = {}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.username_pw_set(login["user"], login["password"])
-    client.on_connect = lambda c, *_: c.subscribe(topic, 1)
-    client.on_message = lambda c, u, msg: found.update({msg.topic: bytes(msg.payload)})
-    client.connect("127.0.0.1", stack.mqtt, keepalive=30)
-    client.loop_start()
-    try:
-        time.sleep(2.0)  # retained messages follow the SUBACK at once; two seconds are ample
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return found
-
-
 def _publish_as(stack: Stack, login: dict[str, str], topic: str, payload: bytes) -> bool:
     """Published and acknowledged (QoS 1), retained; False while the login is refused."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -422,12 +405,13 @@ def test_a_wifi_board_is_announced_to_home_assistant_with_its_precision(stack: S
     )
     reader = _reader_login(stack)
     topic = f"homeassistant/sensor/{WIFI}/temperature/config"
-    wait_until(
-        lambda: topic in _retained(stack, reader, f"homeassistant/sensor/{WIFI}/+/config"),
-        120,
-        "the announcer's discovery config of the Wi-Fi board",
-    )
-    config = json.loads(_retained(stack, reader, topic)[topic])
+    login = (reader["user"], reader["password"])
+    configs = Subscriber(stack.mqtt, f"homeassistant/sensor/{WIFI}/+/config", login)
+    try:
+        wait_until(lambda: configs.on(topic), 120, "the announcer's discovery config of the board")
+        config = json.loads(configs.on(topic)[-1].payload)
+    finally:
+        configs.close()
     assert config["suggested_display_precision"] == 1
     assert config["availability"] == [{"topic": f"iotpipe/{WIFI}/status"}], "its own will"
 

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from iotpipe.healthcheck import check
-from tests.conftest import ROOT, Proc, Procs, free_port, port_open, wait_until
+from tests.conftest import ROOT, Proc, Procs, Subscriber, free_port, port_open, wait_until
 from tests.test_deploy import interpolate
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -136,23 +135,6 @@ def start_locked_broker(
     return mosquitto
 
 
-def retained(port: int, login: dict[str, str], topic: str) -> dict[str, bytes]:
-    """The retained messages on a topic filter, read as ``login``."""
-    found: dict[str, bytes] = {}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.username_pw_set(login["user"], login["password"])
-    client.on_connect = lambda c, *_: c.subscribe(topic, 1)
-    client.on_message = lambda c, u, msg: found.update({msg.topic: bytes(msg.payload)})
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        time.sleep(1.0)  # retained messages follow the SUBACK at once; a second is ample
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return found
-
-
 def announce_a_wifi_board(
     procs: Procs, announcer: dict[str, Any], volumes: Path, mqtt_url: str, mosquitto: Proc
 ) -> None:
@@ -194,12 +176,14 @@ def announce_a_wifi_board(
     wait_until(published, 30, "the Wi-Fi board's meta, as the board (after the reload)")
     reader = json.loads((broker_data / "credentials" / "reader.json").read_text())
     topic = "homeassistant/sensor/wifi-1/temperature/config"
-    wait_until(
-        lambda: topic in retained(port, reader, "homeassistant/sensor/wifi-1/+/config"),
-        60,
-        "the announcer's discovery config of the Wi-Fi board",
+    configs = Subscriber(
+        port, "homeassistant/sensor/wifi-1/+/config", (reader["user"], reader["password"])
     )
-    config = json.loads(retained(port, reader, topic)[topic])
+    try:
+        wait_until(lambda: configs.on(topic), 60, "the announcer's discovery config of wifi-1")
+        config = json.loads(configs.on(topic)[-1].payload)
+    finally:
+        configs.close()
     assert config["suggested_display_precision"] == 1
     assert config["availability"] == [{"topic": "iotpipe/wifi-1/status"}], "no bridge: its own"
 
