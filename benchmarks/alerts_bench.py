@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from iotpipe.counters import Counters
 from iotpipe.dashboard.alert_store import AlertStore
 from iotpipe.dashboard.alerts import Alerts
 from iotpipe.dashboard.notify import Notifier
 from iotpipe.dashboard.sqlite_store import SQLiteStore
-
-from iotpipe.counters import Counters
 from iotpipe.topics import Telemetry, parse_telemetry
 
 

@@ -6,7 +6,7 @@
 # deep sleep (rtcstate.py).
 #
 # Why copies: a PUBACK means Mosquitto has the message, not that it has written it down
-# (it saves every autosave_interval, 60 s in broker/conf.d/iotpipe.conf); one killed
+# (it saves every autosave_interval, 60 s in iotpipe/broker/conf.d/iotpipe.conf); one killed
 # restarts from its last save and loses what it had not handed to a subscriber that was
 # away. So with keep_s an acknowledged record stays, with the uptime second of its
 # PUBACK, and after a reconnect resend() puts those acknowledged within keep_s back in

@@ -1,6 +1,6 @@
 # The board's half of the MQTT contract (docs/protocol.md), for a board that publishes
 # itself: the same topics and payloads the bridge makes of the serial lines
-# (bridge/translate.py), and requests decoded as bridge/requests.py decodes them.
+# (iotpipe/bridge/translate.py), and requests decoded as iotpipe/bridge/requests.py decodes them.
 # Pure: no I/O. Like wire.py, the constant fragments of a telemetry payload are built once.
 import json
 
@@ -32,7 +32,7 @@ class Payloads:
 
     def telemetry(self, seq, ts_ms, uptime_ms, values):
         # Keys in Telemetry.to_json's order, numbers plainly written: the dashboard's fast
-        # path (dashboard/fasttelemetry.py) takes it as it takes the bridge's.
+        # path (iotpipe/dashboard/fasttelemetry.py) takes it as it takes the bridge's.
         parts = [self._origin, ',"seq":', str(seq), ',"ts":', ts_text(ts_ms),
                  ',"uptime_ms":', str(uptime_ms), ',"metrics":{']
         first = True

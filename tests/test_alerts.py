@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from iotpipe.dashboard.alert_store import AlertStore
 from iotpipe.dashboard.sqlite_store import SCHEMA
 from iotpipe.dashboard.store import open_store
-
 from tests import test_dashboard_support as support
 from tests.alerts_support import HttpReceiver
 from tests.conftest import ROOT, Broker, Procs, wait_until
@@ -197,7 +197,9 @@ def test_a_failing_destination_is_retried_counted_shown_masked_and_ack_needs_log
     assert failing.got[0].headers["Authorization"].startswith("Basic ")  # the secret was used
     shown = json.dumps(dash.get("/api/alerts/firing")[1]) + dash.proc.output()
     assert "hunter2secret" not in shown and f"127.0.0.1:{failing.port}" in shown
-    assert "Alert destination" in (ROOT / "dashboard" / "static" / "alerts.js").read_text()
+    assert (
+        "Alert destination" in (ROOT / "iotpipe" / "dashboard" / "static" / "alerts.js").read_text()
+    )
 
     (firing,) = dash.get("/api/alerts/firing")[1]["firing"]
     url = dash.url + "/api/alerts/ack"

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from iotpipe.dashboard.alert_rules import Destination
-from iotpipe.dashboard.notify import Notifier
 
 from iotpipe.counters import Counters
+from iotpipe.dashboard.alert_rules import Destination
+from iotpipe.dashboard.notify import Notifier
 from tests.alerts_support import HttpReceiver, SmtpReceiver
 from tests.conftest import free_port, wait_until
 from tests.test_cli import iotpipe

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+
 from iotpipe.dashboard.alert_engine import Engine, State
 from iotpipe.dashboard.alert_rules import parse_rules
 from iotpipe.dashboard.alert_text import notification, parse_gap, record
 from iotpipe.dashboard.notify import masked
-
 from iotpipe.errors import UserError
 from iotpipe.topics import PayloadRejected
 

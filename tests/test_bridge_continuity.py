@@ -7,6 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from iotpipe import wire
 from iotpipe.bridge.continuity import (
     BEYOND_RING,
     BOARD,
@@ -19,8 +20,6 @@ from iotpipe.bridge.continuity import (
 )
 from iotpipe.bridge.spool import FILE_NAME, Mark, Seen, Spool
 from iotpipe.bridge.storage import Storage, damaged_files
-
-from iotpipe import wire
 from iotpipe.counters import Counters
 
 BOOT = "0a1b2c3d"

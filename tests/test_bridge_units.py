@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from iotpipe import settings, wire
 from iotpipe.bridge import discovery, ports
 from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.outbox import KEEP_ACKED_S, Outbox
@@ -23,8 +25,6 @@ from iotpipe.bridge.requests import (
 from iotpipe.bridge.spool import Spool
 from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
-
-from iotpipe import settings, wire
 from iotpipe.counters import Counters
 from tests.conftest import VECTORS
 
@@ -149,9 +149,11 @@ def test_acknowledged_readings_are_kept_a_while_and_sent_again_after_a_reconnect
 def test_acknowledged_rows_outlive_two_of_the_brokers_saves() -> None:
     # What a broker acknowledged since its last save is resent from the kept rows only if
     # they are kept longer than the time between saves, also when a save comes late.
-    conf = (Path(__file__).parent.parent / "broker" / "conf.d" / "iotpipe.conf").read_text()
+    conf = (
+        Path(__file__).parent.parent / "iotpipe" / "broker" / "conf.d" / "iotpipe.conf"
+    ).read_text()
     found = re.search(r"^autosave_interval (\d+)$", conf, re.MULTILINE)
-    assert found, "broker/conf.d/iotpipe.conf sets no autosave_interval"
+    assert found, "iotpipe/broker/conf.d/iotpipe.conf sets no autosave_interval"
     assert settings.SETTINGS["keep-acked"].default == KEEP_ACKED_S >= 2 * int(found[1])
 
 

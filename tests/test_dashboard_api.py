@@ -14,15 +14,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from iotpipe.dashboard.app import create_app
-from iotpipe.dashboard.live import Hub
-from iotpipe.dashboard.services import Services
-from iotpipe.dashboard.store import open_store
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from iotpipe.counters import Counters
+from iotpipe.dashboard.app import create_app
+from iotpipe.dashboard.live import Hub
+from iotpipe.dashboard.services import Services
+from iotpipe.dashboard.store import open_store
 from tests import test_dashboard_support as support
 from tests.conftest import ROOT, Broker, Procs, Subscriber, wait_until
 from tests.test_dashboard_support import BOOT, Publisher, http, reading, start_dashboard
@@ -216,7 +216,7 @@ def test_every_route_is_in_the_openapi_document(tmp_path: Path) -> None:
 
 
 def test_every_documented_route_is_in_the_dashboard_doc() -> None:
-    doc = json.loads((ROOT / "dashboard" / "static" / "openapi.json").read_text())
+    doc = json.loads((ROOT / "iotpipe" / "dashboard" / "static" / "openapi.json").read_text())
     text = (ROOT / "docs" / "dashboard.md").read_text()
     table = re.sub(r"<[a-z]+>", "{}", text.split("## HTTP API")[1])
     for path, ops in doc["paths"].items():

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iotpipe.dashboard.api import LATE_AFTER_INTERVALS, LATE_SLACK_S
 
+from iotpipe.dashboard.api import LATE_AFTER_INTERVALS, LATE_SLACK_S
 from tests import test_dashboard_support as support
 from tests.conftest import Broker, Procs, wait_until
 from tests.test_dashboard_api import Responder

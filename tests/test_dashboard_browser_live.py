@@ -337,7 +337,7 @@ def test_an_alerts_chart_link_opens_the_chart_at_the_alerts_time(
     for i in range(20):
         publisher.reading(reading("linked", i, now - 3000 + i * 100, temperature=20 + i))
     wait_until(lambda: dash.get("/api/devices")[1], 10, "readings stored")
-    # As dashboard/alert_text.py's chart_link makes it; 50 s from any reading, so that the
+    # As iotpipe/dashboard/alert_text.py's chart_link makes it; 50 s from any reading, so that the
     # link's whole seconds hold readings 10 to 19 exactly.
     start, end = now - 2050, now - 1050
     page = open_page()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from iotpipe.dashboard import fasttelemetry
 
 from iotpipe import topics
+from iotpipe.dashboard import fasttelemetry
 
 INVALID = [
     b"not json",

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+
+from iotpipe.counters import Counters
 from iotpipe.dashboard.app import create_app
 from iotpipe.dashboard.live import Hub
 from iotpipe.dashboard.services import Services
 from iotpipe.dashboard.store import open_store
-
-from iotpipe.counters import Counters
 
 TOKEN = "fuzz-token"
 schemathesis.experimental.OPEN_API_3_1.enable()  # the document is OpenAPI 3.1

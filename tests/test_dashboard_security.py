@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from iotpipe.dashboard.auth import COMMANDS_PER_MINUTE, RateLimit
 
+from iotpipe.dashboard.auth import COMMANDS_PER_MINUTE, RateLimit
 from tests import test_dashboard_support as support
 from tests.conftest import Broker, Procs
 from tests.test_dashboard_api import Responder, _known

@@ -7,7 +7,6 @@ import math
 
 from iotpipe.dashboard import series
 from iotpipe.dashboard.store import Store, open_store
-
 from tests import test_dashboard_support as support
 from tests.test_dashboard_support import reading
 

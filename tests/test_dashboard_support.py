@@ -22,9 +22,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from iotpipe.dashboard.store import Store, open_store
 from paho.mqtt.enums import CallbackAPIVersion
 
+from iotpipe.dashboard.store import Store, open_store
 from iotpipe.topics import Telemetry
 from tests.conftest import Broker, Proc, Procs, free_port, port_open, wait_until
 

@@ -7,13 +7,13 @@ import threading
 import time
 
 import pytest
+
+from iotpipe.counters import Counters
 from iotpipe.dashboard import writer as writer_module
 from iotpipe.dashboard.api import is_late
 from iotpipe.dashboard.params import BadRequest, parse_range
 from iotpipe.dashboard.series import flatten, resolution_for, with_gaps
 from iotpipe.dashboard.store import Bucket, rollup_rows
-
-from iotpipe.counters import Counters
 from iotpipe.durations import parse_duration
 from iotpipe.topics import Telemetry
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from iotpipe.bridge.requests import Route, parse_request, route_for
-from iotpipe.broker import auth, reload
 from paho.mqtt.enums import CallbackAPIVersion
 
+from iotpipe.bridge.requests import Route, parse_request, route_for
+from iotpipe.broker import auth, reload
 from tests.conftest import Broker, Procs, start_broker, wait_until
 from tests.test_dashboard_support import http, reading, start_dashboard
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
+
 from iotpipe.broker import tls
 from iotpipe.broker.auth import ROLES
 from iotpipe.broker.command import SUB_OPTIONS
-
 from iotpipe.cli import build_parser
 from iotpipe.mqttlogin import fill_credentials
 from iotpipe.settings import SETTINGS
@@ -163,21 +163,21 @@ def test_the_broker_runs_the_repo_config_that_includes_conf_d() -> None:
     assert broker["command"][-1] == "/mosquitto/config/docker.conf"
     config = [v for v in broker["volumes"] if ":/mosquitto/config" in v]
     assert config == [  # Mosquitto's own files, not broker/'s Python
-        "./broker/docker.conf:/mosquitto/config/docker.conf:ro",
-        "./broker/conf.d:/mosquitto/config/conf.d:ro",
+        "./iotpipe/broker/docker.conf:/mosquitto/config/docker.conf:ro",
+        "./iotpipe/broker/conf.d:/mosquitto/config/conf.d:ro",
     ]
     # The image's user from the start: its entrypoint's `chown -R /mosquitto` (root only)
     # would log a read-only error for each mounted file.
     assert broker["user"] == "1883:1883"
-    main = (ROOT / "broker" / "docker.conf").read_text()
+    main = (ROOT / "iotpipe" / "broker" / "docker.conf").read_text()
     assert "include_dir /mosquitto/config/conf.d" in main
-    assert (ROOT / "broker" / "conf.d" / "iotpipe.conf").is_file()
+    assert (ROOT / "iotpipe" / "broker" / "conf.d" / "iotpipe.conf").is_file()
 
 
 def _conf_value(key: str) -> str:
-    text = (ROOT / "broker" / "docker.conf").read_text()
+    text = (ROOT / "iotpipe" / "broker" / "docker.conf").read_text()
     values = re.findall(rf"^{key} (.+)$", text, flags=re.M)
-    assert len(values) == 1, f"broker/docker.conf sets {key} {len(values)} times"
+    assert len(values) == 1, f"iotpipe/broker/docker.conf sets {key} {len(values)} times"
     return str(values[0])
 
 
@@ -205,7 +205,7 @@ def test_the_compose_broker_refuses_anonymous_clients_and_reads_what_init_writes
 def test_the_compose_brokers_mqtts_listener_serves_the_certificate_init_makes() -> None:
     (argv,) = iotpipe_commands(compose()["services"]["init"])
     port = assert_valid_iotpipe(argv, "init").tls_port
-    text = (ROOT / "broker" / "docker.conf").read_text()
+    text = (ROOT / "iotpipe" / "broker" / "docker.conf").read_text()
     assert re.findall(r"^listener (\d+)$", text, flags=re.M) == ["1883", str(port)]
     assert text.index(f"listener {port}\n") < text.index("cafile "), "options follow it"
     folder = tls.tls_dir(Path(init_data()))
@@ -364,8 +364,9 @@ def test_the_dockerfile_builds_the_package_as_deploy_md_installs_it() -> None:
     spec = re.search(r'pip wheel .* "(\.\[[a-z,]+\])"', build)
     assert spec, "the build stage makes wheels of the repo"
     assert f"pip install '{spec[1]}'" in DEPLOY_DOC.read_text()
-    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    for folder in set(package_dirs["package-dir"].values()):
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    top_folders = {package.split(".")[0] for package in setuptools["packages"]}
+    for folder in top_folders | set(setuptools["package-dir"].values()):
         assert f"COPY {folder} {folder}" in build, f"the image would lack {folder}/"
     assert "pip install --no-cache-dir --no-index /wheels/*.whl" in runtime
 

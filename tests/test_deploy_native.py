@@ -57,8 +57,8 @@ def mounts(service: dict[str, Any], volumes: Path) -> dict[str, str]:
 
 
 def native_broker_config(broker: dict[str, Any], volumes: Path, port: int, tls: int) -> Path:
-    """broker/docker.conf with the container's paths and listeners made local."""
-    text = (ROOT / "broker" / "docker.conf").read_text()
+    """iotpipe/broker/docker.conf with the container's paths and listeners made local."""
+    text = (ROOT / "iotpipe" / "broker" / "docker.conf").read_text()
     text = text.replace("listener 1883", f"user {getpass.getuser()}\nlistener {port} 127.0.0.1")
     text = text.replace("listener 8883", f"listener {tls} 127.0.0.1")
     path = volumes.parent / "docker.conf"
@@ -112,7 +112,7 @@ def assert_handed_out(volumes: Path) -> None:
 def start_locked_broker(
     procs: Procs, broker: dict[str, Any], volumes: Path, port: int, tls: int
 ) -> Proc:
-    """Mosquitto with broker/docker.conf: its health check gets in with the reader's login
+    """Mosquitto with iotpipe/broker/docker.conf: its health check gets in with the reader's login
     that init wrote, over plain MQTT and over TLS trusting init's CA, and an anonymous
     client (the same check without it) does not."""
     assert broker["command"][:2] == ["mosquitto", "-c"]

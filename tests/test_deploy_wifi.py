@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iotpipe.broker import auth, tls
 
 from iotpipe.board import deploy, verify
+from iotpipe.broker import auth, tls
 from iotpipe.cli import build_parser
 from iotpipe.endpoints import parse_broker_url
 from iotpipe.errors import UserError

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from iotpipe.announcer import Announcer, owner
 from iotpipe.bridge import discovery
 from iotpipe.bridge.discovery import Board
-
-from iotpipe.announcer import Announcer, owner
 from tests.conftest import Procs, Subscriber, start_broker, wait_until
 
 BRIDGE = "iotpipe/bridge/pi-ttyUSB0/status"

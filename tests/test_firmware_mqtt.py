@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from iotpipe.bridge.discovery import board_from_meta
-from iotpipe.dashboard.payloads import parse_meta
 
 from iotpipe import topics
 from iotpipe.board.virtual import find_micropython, firmware_dir
+from iotpipe.bridge.discovery import board_from_meta
+from iotpipe.dashboard.payloads import parse_meta
 from tests.conftest import (
     ROOT,
     Broker,

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iotpipe.bridge import discovery
 
+from iotpipe.bridge import discovery
 from tests import homeassistant_support as ha
 from tests.conftest import (
     Broker,

@@ -106,7 +106,7 @@ def test_bad_names_and_roles_are_refused_with_a_reason(locked: Broker) -> None:
 
 
 def made_by_1b120ab(tmp_path: Path, data: Path) -> None:
-    """The broker data directory that release 1b120ab's broker/auth.py writes (its roles
+    """The broker data directory that release 1b120ab's iotpipe/broker/auth.py writes (its roles
     and a Wi-Fi board's login), made by that very code, run in a child process."""
     source = subprocess.run(
         ["git", "-C", str(ROOT), "show", "1b120ab:broker/auth.py"],

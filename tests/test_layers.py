@@ -17,7 +17,6 @@ share lives in a module below both, and ``create_app`` alone puts them together.
 from __future__ import annotations
 
 import ast
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,24 +38,15 @@ COMPOSITION = {
 COMMAND_MODULES = {module for _words, module, _help in COMMANDS} | set(COMPOSITION)
 
 
-def package_dirs() -> dict[str, Path]:
-    """Installed package -> its folder, from pyproject.toml (``iotpipe.bridge`` -> bridge/)."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    dirs: dict[str, str] = config["tool"]["setuptools"]["package-dir"]
-    return {
-        package: ROOT / folder for package, folder in dirs.items() if package != "iotpipe.firmware"
-    }
-
-
 def modules() -> dict[str, Path]:
-    """Every host module's dotted name -> its file (the firmware runs on the board)."""
+    """Every host module's dotted name -> its file (the firmware runs on the board and is
+    no host module: it stays out of iotpipe/)."""
     found: dict[str, Path] = {}
-    for package, folder in package_dirs().items():
-        for path in sorted(folder.rglob("*.py")):
-            parts = path.relative_to(folder).with_suffix("").parts
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            found[".".join((package, *parts))] = path
+    for path in sorted((ROOT / "iotpipe").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
     return found
 
 

@@ -14,13 +14,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from iotpipe.bridge.metrics import COUNTERS as BRIDGE_COUNTERS
-from iotpipe.dashboard.metrics import COUNTERS as DASHBOARD_COUNTERS
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import iotpipe
+from iotpipe.bridge.metrics import COUNTERS as BRIDGE_COUNTERS
 from iotpipe.counters import Counters
+from iotpipe.dashboard.metrics import COUNTERS as DASHBOARD_COUNTERS
 from iotpipe.exposition import CountersCollector, Declared, registry, render
 from tests import test_dashboard_support as support
 from tests.conftest import Broker, Procs, free_port, port_open, start_bridge, wait_until

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from iotpipe.dashboard.export_rows import rows
 from iotpipe.dashboard.store import CONFLICTING_DUPLICATE, SEQ_BACKWARDS, Store, open_store
-
 from iotpipe.topics import Telemetry
 from tests import test_dashboard_support as support
 from tests.test_dashboard_support import BOOT, reading
@@ -59,7 +58,7 @@ def test_a_seq_that_went_back_within_a_boot_is_stored_and_flagged(store: Store) 
     assert other_boot.flagged == []
 
 
-# What dashboard/sqlite_store.py of main at 1b120ab created (schema version 0).
+# What iotpipe/dashboard/sqlite_store.py of main at 1b120ab created (schema version 0).
 OLD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY, status TEXT, meta TEXT, last_ts REAL, last TEXT
@@ -126,7 +125,7 @@ def test_a_history_file_of_the_previous_release_opens_migrated_with_every_value(
     assert (data / "history.sqlite3").stat().st_mode & 0o077 == 0
 
 
-DASHBOARD = Path(__file__).parent.parent / "dashboard"
+DASHBOARD = Path(__file__).parent.parent / "iotpipe" / "dashboard"
 
 
 def test_the_dashboard_reads_no_private_name_of_a_library() -> None:

@@ -173,7 +173,7 @@ def open_port(url: str, baud: int) -> serial.SerialBase:
 
 
 def test_the_check_finds_a_private_method_hidden_on_a_library_object() -> None:
-    """The way bridge/lines.py kept pyserial from emptying the port's buffer, until issue 13."""
+    """How iotpipe/bridge/lines.py kept pyserial from emptying the port's buffer, until issue 13."""
     found = patches(ast.parse(OLD_OPEN_PORT), "lines.py")
     assert found == [
         "lines.py:7: port._reset_input_buffer written",

@@ -436,7 +436,6 @@ def test_a_board_login_needs_a_locked_broker_and_a_good_device_id(tmp_path: Path
 
 def test_a_tampered_board_file_grants_nothing_else(tmp_path: Path) -> None:
     from iotpipe.broker import auth
-
     from iotpipe.errors import UserError
 
     auth.ensure(tmp_path, "iotpipe", "homeassistant")

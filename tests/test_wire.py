@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from iotpipe.bridge.lines import LineSplitter, TooLong
 
 from iotpipe import topics, wire
+from iotpipe.bridge.lines import LineSplitter, TooLong
 from tests.conftest import VECTORS
 
 VECTOR_DATA: dict[str, Any] = json.loads(VECTORS.read_text())

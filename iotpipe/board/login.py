@@ -1,9 +1,9 @@
 """`iotpipe board login`: the broker login of one Wi-Fi board.
 
 A board on Wi-Fi talks to the broker itself, with a user of its own that may publish and
-read its own device's topics only (``broker/auth.py``). This makes that login in the
+read its own device's topics only (``iotpipe/broker/auth.py``). This makes that login in the
 broker's data directory (or finds the one made before), rewrites the password file and
-the ACL, and makes a running broker reload them (``broker/reload.py``).
+the ACL, and makes a running broker reload them (``iotpipe/broker/reload.py``).
 `iotpipe board deploy --broker-data DIR` does the same on its way.
 """
 

@@ -1,0 +1,238 @@
+"""MQTT ingest: subscribe, validate each message where it enters, hand it to the writer.
+
+paho-mqtt 2.x, MQTT 5, QoS 1 and a persistent session (``clean_start`` false, a long
+session expiry, a client id stable for the data directory), so readings published while
+the dashboard restarts wait in the broker instead of being lost. paho reconnects on its
+own with backoff, and keeps retrying when the broker is not there at start-up; the HTTP
+side serves history meanwhile. A malformed message is counted by reason and logged
+sparsely (a flood of garbage must not flood the log), never raised.
+
+Every message goes to the writer with its acknowledgement token, also one rejected here
+(without an item), and the writer acknowledges in arrival order once stored
+(``writer.py``). A token names the connection it came on: after a reconnect the broker
+sends unacknowledged messages again under the same packet ids, and an acknowledgement
+meant for the old connection could otherwise acknowledge a new message of that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from iotpipe import topics
+from iotpipe.counters import Counters
+from iotpipe.dashboard import fasttelemetry
+from iotpipe.dashboard.mqttclient import NetworkLoop, connect_properties, make_client
+from iotpipe.dashboard.payloads import parse_meta, parse_status
+from iotpipe.dashboard.writer import Item, Token
+from iotpipe.endpoints import BrokerURL
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30
+FUTURE_LIMIT_S = 3600.0
+"""A reading stamped further ahead of our clock than this is refused (``ts_in_future``):
+its receipt time is wrong, and kept it would sort after every true reading and outlive
+retention. An hour allows for a bridge host whose clock is off, not for a wrong year."""
+TOPIC_CACHE = 10_000
+"""Topics already split into (device, kind): every reading of a device has the same one."""
+
+
+class Ingest:
+    def __init__(
+        self,
+        broker: BrokerURL,
+        base: str,
+        client_id: str,
+        sink: Callable[[Item | None, Token], None],
+        counters: Counters,
+        share_group: str | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
+        self.broker = broker
+        self.base = base
+        self.sink = sink
+        self.counters = counters
+        self.share_group = share_group
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        """Set once the broker has our subscriptions: from then on our persistent session
+        keeps every reading for us, also while we are away."""
+        self._stopping = False
+        self._generation = 0
+        self._ack_lock = threading.Lock()
+        self._sub_mid: int | None = None
+        self.extra_subscriptions: dict[str, Callable[[mqtt.MQTTMessage], None]] = {}
+        self._topics: dict[str, tuple[str, str]] = {}
+        client = make_client(client_id)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls or ca_file:
+            client.tls_set(ca_certs=str(ca_file) if ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self.client = client
+        self._messages = 0
+        self.loop = NetworkLoop(client, lambda: self._messages, self._connect_failed)
+
+    def start(self) -> None:
+        self.client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            keepalive=KEEPALIVE_S,
+            clean_start=False,
+            properties=connect_properties(),
+        )
+        self.loop.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.loop.stop()
+
+    def telemetry_filter(self) -> str:
+        wanted = topics.subscription(self.base, "telemetry")
+        # Shared: the broker hands each reading to one member of the group.
+        return f"$share/{self.share_group}/{wanted}" if self.share_group else wanted
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker %s refused the connection: %s", self.broker, reason)
+            return
+        log.info("connected to %s (session present: %s)", self.broker, flags.session_present)
+        if not flags.session_present and self.subscribed.is_set():
+            # A broker killed before it ever saved our session (autosave_interval) starts
+            # without it: what the bridges sent before we subscribe again went to no one.
+            self.counters.inc("sessions_lost")
+            log.warning(
+                "broker %s had forgotten this dashboard's session (was it killed, not "
+                "stopped?): readings published before this reconnect may be missing; "
+                "check the history with `iotpipe export` and the bridges' gap reports",
+                self.broker,
+            )
+        subs = [
+            self.telemetry_filter(),
+            topics.subscription(self.base, "status"),
+            topics.subscription(self.base, "meta"),
+            *self.extra_subscriptions,
+        ]
+        with self._ack_lock:
+            self._generation += 1
+        _, self._sub_mid = client.subscribe([(s, 1) for s in subs])
+        self.connected.set()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._sub_mid:
+            return
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker %s refused our subscriptions: %s", self.broker, ", ".join(refused))
+            return
+        if not self.subscribed.is_set():
+            log.info("subscribed: the broker keeps our readings from now on")
+        self.subscribed.set()
+
+    def ack(self, tokens: list[Token]) -> None:
+        """Acknowledge, in order, the messages of these tokens still on this connection."""
+        with self._ack_lock:
+            for generation, mid, qos in tokens:
+                if qos and generation == self._generation:
+                    self.client.ack(mid, qos)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        with self._ack_lock:
+            self._generation += 1
+        if not self._stopping:
+            log.warning("disconnected from %s (%s); reconnecting", self.broker, reason)
+
+    def _connect_failed(self) -> None:
+        self.counters.inc("connect_failed")
+        log.warning("cannot reach broker %s; retrying", self.broker)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._messages += 1
+        token = (self._generation, msg.mid, msg.qos)
+        item: Item | None = None
+        try:
+            name = msg.topic  # decoded anew on every access
+            handler = self.extra_subscriptions.get(name)
+            if handler is not None:
+                handler(msg)
+            else:
+                item = self._ingest(name, bytes(msg.payload))
+        except topics.PayloadRejected as exc:
+            self._rejected(exc.reason, f"{msg.topic}: {exc}")
+        except Exception:  # never let one message kill the network thread
+            self.counters.inc("rejected", "internal_error")
+            log.exception("could not handle a message on %s", msg.topic)
+        self.sink(item, token)
+
+    def _rejected(self, reason: str, detail: str) -> None:
+        """Counted always; logged for the 1st, 10th, 100th… of a reason (never a flood)."""
+        self.counters.inc("rejected", reason)
+        n = self.counters.get("rejected", reason)
+        if n == 1 or (n >= 10 and str(n).rstrip("0") == "1"):
+            log.warning("rejected message #%d for %s: %s", n, reason, detail)
+        else:
+            log.debug("rejected %s", detail)
+
+    def _ingest(self, name: str, payload: bytes) -> Item | None:
+        parts = self._topics.get(name)
+        if parts is None:
+            parts = topics.split(self.base, name)  # a bad topic raises: never cached
+            if len(self._topics) >= TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[name] = parts
+        device, kind = parts
+        if kind == "telemetry":
+            reading = fasttelemetry.parse(payload) or topics.parse_telemetry(payload)
+            if reading.device != device:
+                raise topics.PayloadRejected("device_mismatch", f"{reading.device} on {name}")
+            ahead = reading.ts - time.time()
+            if ahead > FUTURE_LIMIT_S:
+                raise topics.PayloadRejected(
+                    "ts_in_future",
+                    f"{reading.device} boot {reading.boot} seq {reading.seq}: ts "
+                    f"{reading.ts:.3f} is {ahead:.0f} s ahead of this clock "
+                    f"(limit {FUTURE_LIMIT_S:.0f} s)",
+                )
+            self.counters.inc("received")
+            return reading
+        if kind == "status":
+            # An empty retained message clears the status: nothing to store.
+            return parse_status(device, payload) if payload else None
+        if kind == "meta" and payload:
+            return parse_meta(device, payload)
+        return None
