@@ -1,5 +1,5 @@
-"""`iotpipe board deploy`: put the firmware and its config on a board, restart it, and
-check that it answers.
+"""Putting the firmware and its config on a board, restarting it, and checking that it
+answers: the steps of `iotpipe board deploy` (``iotpipe/commands/board_deploy.py``).
 
 Every step uses the `mpremote` command installed with iotpipe, over the raw REPL, and
 restarts the board with ``machine.reset()`` only (no soft reset, which the watchdog

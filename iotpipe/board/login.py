@@ -1,4 +1,4 @@
-"""`iotpipe board login`: the broker login of one Wi-Fi board.
+"""The broker login of one Wi-Fi board, for `iotpipe board login` and `board deploy`.
 
 A board on Wi-Fi talks to the broker itself, with a user of its own that may publish and
 read its own device's topics only (``iotpipe/broker/auth.py``). This makes that login in the

@@ -1,5 +1,6 @@
-"""`iotpipe board virtual`: the firmware itself, under the real MicroPython unix port,
-behind a pseudo-terminal that looks to pyserial exactly like a USB serial board.
+"""The virtual board (`iotpipe board virtual`): the firmware itself, under the real
+MicroPython unix port, behind a pseudo-terminal that looks to pyserial exactly like a USB
+serial board.
 
 With ``--transport mqtt`` there is no pty: the firmware publishes to ``--broker`` itself,
 as a board on Wi-Fi does, and this process plays its power and RTC timer — a firmware

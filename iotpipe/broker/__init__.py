@@ -1,1 +1,1 @@
-"""The Mosquitto configuration iotpipe owns, and the command that runs Mosquitto with it."""
+"""The Mosquitto configuration iotpipe owns: its files, logins, ACL, TLS and reload."""

@@ -1,4 +1,5 @@
-"""`iotpipe dashboard`: flags here; the heavy parts load inside ``run``."""
+"""`iotpipe dashboard`: flags here; the heavy parts load inside ``run`` (the dashboard
+itself is put together in ``iotpipe/dashboard/daemon.py``)."""
 
 from __future__ import annotations
 
@@ -32,13 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iotpipe.dashboard.runtime import Dashboard
-    from iotpipe.dashboard.server import serve
+    from iotpipe.dashboard import daemon
 
-    dashboard = Dashboard.from_args(args)
-    dashboard.start()
-    try:
-        serve(dashboard.app, args.http, args.http_threads, dashboard.hub.close)
-    finally:
-        dashboard.stop()
+    daemon.run(args)
     return 0

@@ -1,4 +1,5 @@
-"""``create_app`` — the one place that wires the Flask app; each part registers itself.
+"""``create_app`` — the app factory, the one place that puts the Flask app together from the
+services it is given (``daemon.py`` gives the running dashboard's, a test its own).
 
 The page, the JSON API, the live stream and the operational endpoints are blueprints in
 their own modules; none imports another (tests/test_layers.py): what they share is in
@@ -8,7 +9,6 @@ their own modules; none imports another (tests/test_layers.py): what they share 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from flask import Flask, Response, jsonify
@@ -20,14 +20,6 @@ from iotpipe.dashboard.services import Services
 
 HERE = Path(__file__).parent
 MAX_BODY_BYTES = 16 * 1024
-
-
-def _warm_figures() -> None:
-    """plotly takes a second to import and set up on a small machine: done aside at start,
-    not in the first page's first chart request."""
-    from iotpipe.dashboard.figures import warm_up
-
-    warm_up()
 
 
 def _json_error(status: int, message: str) -> tuple[Response, int]:
@@ -42,7 +34,6 @@ def create_app(services: Services, api_token: str | None = None) -> Flask:
     for blueprint in (page.bp, api.bp, stream.bp, ops.bp):
         app.register_blueprint(blueprint)
     assets.install(app, HERE / "static")
-    threading.Thread(target=_warm_figures, name="warm-figures", daemon=True).start()
     auth.install(app, api_token)
     app.register_error_handler(BadRequest, lambda e: _json_error(400, str(e)))
     app.register_error_handler(NotFound, lambda e: _json_error(404, str(e)))

@@ -45,6 +45,17 @@ def load_token(data: Path) -> str:
     return token
 
 
+def write_login_url(data: Path, base_url: str, token: str) -> Path:
+    """The login link, in DATA/login-url: it holds the token, so into a file only its owner
+    reads, never into the log (a journal or a log file may be readable by others)."""
+    path = data / "login-url"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when it existed before, with other modes
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{base_url}login?token={token}\n")
+    return path
+
+
 def _session_value(token: str) -> str:
     # The cookie is derived from the token, so it needs no server-side session store.
     return hmac.new(token.encode(), b"iotpipe-session", hashlib.sha256).hexdigest()

@@ -1,4 +1,6 @@
-"""What the HTTP routes need from the running dashboard, wired once by ``create_app``."""
+"""What the HTTP routes need from the running dashboard: built by the composition root
+(``daemon.py``), or by a test, and handed to ``create_app``; every blueprint asks
+``current_services()`` for it instead of asking another blueprint."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The running dashboard: store, writer, MQTT ingest, live hub and the Flask app, wired.
+"""The dashboard's composition root: every part built from the settings, wired, started,
+served and stopped — the one place that knows them all, as ``create_app`` (``app.py``) is
+the one place that puts the web app together.
 
 Data flow: MQTT message → ``Ingest`` (validate) → ``Writer`` queue → store (one batch,
-one transaction) → ``announce`` → live hub (SSE) and alert rules.
+one transaction) → ``Fanout`` → live hub (SSE) and alert rules.
 """
 
 from __future__ import annotations
@@ -9,12 +11,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import signal
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from flask import Flask
 
@@ -23,19 +23,18 @@ from iotpipe.counters import Counters
 from iotpipe.dashboard.alert_store import AlertStore
 from iotpipe.dashboard.alerts import Alerts
 from iotpipe.dashboard.app import create_app
-from iotpipe.dashboard.auth import load_token
+from iotpipe.dashboard.auth import load_token, write_login_url
 from iotpipe.dashboard.board_requests import BoardRequests
+from iotpipe.dashboard.fanout import Fanout
 from iotpipe.dashboard.ingest import Ingest
 from iotpipe.dashboard.live import Hub
 from iotpipe.dashboard.notify import Notifier
-from iotpipe.dashboard.payloads import MetaUpdate, StatusUpdate
-from iotpipe.dashboard.server import stream_limit
+from iotpipe.dashboard.server import serve, stream_limit
 from iotpipe.dashboard.services import Services
 from iotpipe.dashboard.store import Store, open_store
-from iotpipe.dashboard.writer import Item, Retention, Writer
+from iotpipe.dashboard.writer import Retention, Writer
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import fill_credentials
-from iotpipe.topics import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +58,6 @@ def _open(location: str | Path) -> Store:
         raise UserError(f"cannot open the history store: {message} — check --store") from None
 
 
-def write_private(path: Path, text: str) -> None:
-    """``text`` into ``path``, readable by its owner only (also when it existed before)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-
-
-def reading_event(r: Telemetry) -> dict[str, Any]:
-    return {"device": r.device, "ts": r.ts, "seq": r.seq, "metrics": r.metrics}
-
-
 @dataclass
 class Dashboard:
     store: Store
@@ -86,8 +73,8 @@ class Dashboard:
         counters = Counters("iotpipe_dashboard")
         store = _open(args.store or args.data)
         hub = Hub(counters, stream_limit(args.http_threads))
-        announce = _Announcer(hub)
-        writer = Writer(store, counters, Retention(args.retention, args.history), announce)
+        fanout = Fanout(hub)
+        writer = Writer(store, counters, Retention(args.retention, args.history), fanout)
         ident = client_id(args.data, args.share_group)
         fill_credentials(args, "dashboard")
         broker = args.broker
@@ -99,7 +86,7 @@ class Dashboard:
         writer.ack = ingest.ack
         board_requests = BoardRequests(ingest.client, args.base_topic, ident, counters)
         ingest.extra_subscriptions[board_requests.reply_topic] = board_requests.on_reply
-        alerts = announce.alerts = Alerts(
+        alerts = fanout.alerts = Alerts(
             args.alerts,
             args.base_topic,
             AlertStore.beside(store),
@@ -111,8 +98,6 @@ class Dashboard:
         )
         writer.on_health = alerts.store_state
         _route_events(ingest, args.base_topic, alerts)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGHUP, lambda _sig, _frame: alerts.request_reload())
         services = Services(
             store,
             hub,
@@ -130,15 +115,13 @@ class Dashboard:
             alerts=alerts,
         )
         token = load_token(Path(args.data))
-        # The URL holds the token: into a file only its owner reads, never into the log
-        # (a journal or a log file may be readable by others).
-        login_url = Path(args.data) / "login-url"
-        write_private(login_url, f"{args.http.url}login?token={token}\n")
+        login_url = write_login_url(Path(args.data), args.http.url, token)
         log.info("to send commands, log in once at the URL in %s", login_url)
         app = create_app(services, token)
         return cls(store, writer, ingest, hub, counters, app, alerts)
 
     def start(self) -> None:
+        threading.Thread(target=_warm_figures, name="warm-figures", daemon=True).start()
         self.alerts.start(self.store.devices())
         self.writer.start()
         self.ingest.start()
@@ -150,6 +133,25 @@ class Dashboard:
         self.hub.close()
         self.alerts.stop()
         self.store.close()
+
+
+def run(args: argparse.Namespace) -> None:
+    """The dashboard process, until SIGTERM or SIGINT; SIGHUP reloads the alert rules."""
+    dashboard = Dashboard.from_args(args)
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: dashboard.alerts.request_reload())
+    dashboard.start()
+    try:
+        serve(dashboard.app, args.http, args.http_threads, dashboard.hub.close)
+    finally:
+        dashboard.stop()
+
+
+def _warm_figures() -> None:
+    """plotly takes a second to import and set up on a small machine: done aside at start,
+    not in the first page's first chart request."""
+    from iotpipe.dashboard.figures import warm_up
+
+    warm_up()
 
 
 def _publish(ingest: Ingest, topic: str, payload: bytes) -> None:
@@ -165,27 +167,3 @@ def _route_events(ingest: Ingest, base: str, alerts: Alerts) -> None:
     wanted = topics.subscription(base, "event")
     ingest.extra_subscriptions[wanted] = lambda msg: None  # matched by filter, not by name
     ingest.client.message_callback_add(wanted, alerts.on_event)
-
-
-class _Announcer:
-    """Tells the live hub and the alert rules about what the writer has just stored."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.alerts: Alerts | None = None
-
-    def __call__(self, items: list[Item]) -> None:
-        for item in items:
-            if isinstance(item, Telemetry):
-                if self.hub.clients:  # no page open: no need to encode the event
-                    self.hub.publish("reading", reading_event(item))
-                if self.alerts is not None and self.alerts.rules.rules:
-                    self.alerts.check(item)
-            elif isinstance(item, StatusUpdate):
-                self.hub.publish("status", {"device": item.device, "status": item.status})
-                if self.alerts is not None:
-                    self.alerts.status(item.device, item.status)
-            elif isinstance(item, MetaUpdate):
-                self.hub.publish("meta", {"device": item.device, **item.meta})
-                if self.alerts is not None:
-                    self.alerts.meta(item.device, item.meta)
