@@ -50,8 +50,18 @@ RESTART_DELAY_S = 1.0
 
 
 def firmware_dir() -> Path:
-    """The MicroPython files, installed as package data of ``iotpipe.firmware``."""
-    return Path(str(importlib.resources.files("iotpipe.firmware")))
+    """The MicroPython files, installed as package data of ``iotpipe.firmware``.
+
+    Run from inside a clone (``python -m iotpipe`` puts the working directory first), the
+    clone's ``iotpipe/`` is imported instead of the installed package and has no
+    ``firmware`` in it: the clone's top-level ``firmware/`` is the same files."""
+    try:
+        return Path(str(importlib.resources.files("iotpipe.firmware")))
+    except ModuleNotFoundError:
+        source_tree = Path(__file__).resolve().parents[2] / "firmware"
+        if (source_tree / "main.py").is_file():
+            return source_tree
+        raise
 
 
 def firmware_files() -> list[Path]:
