@@ -33,6 +33,11 @@ ENTRY_POINTS = {
     "iotpipe.ready": "the iotpipe-ready console script: reads the CLI's parser",
     "iotpipe.healthcheck": "the container's HEALTHCHECK: reads the CLI's parser",
 }
+# The modules in iotpipe/commands/ that are no command of their own, and whose parts they compose.
+COMPOSERS = {
+    "iotpipe.commands.supervise": "runs the parts as children for `iotpipe up`",
+    "iotpipe.commands.announcer": "what `iotpipe announce` publishes, from the bridge's discovery",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -141,7 +146,14 @@ def test_every_command_lives_in_the_commands_package() -> None:
     found = set(modules())
     elsewhere = [m for _w, m, _h in COMMANDS if not m.startswith("iotpipe.commands.")]
     assert not elsewhere, f"commands outside iotpipe/commands/: {elsewhere}"
-    assert not ({m for _w, m, _h in COMMANDS} | set(ENTRY_POINTS)) - found
+    assert not ({m for _w, m, _h in COMMANDS} | set(ENTRY_POINTS) | set(COMPOSERS)) - found
+
+
+def test_the_commands_package_holds_commands_and_what_composes_for_them() -> None:
+    """So iotpipe/commands/ does not become a second home for a part's code."""
+    named = {m for _w, m, _h in COMMANDS} | set(COMPOSERS) | {"iotpipe.commands"}
+    stray = sorted(m for m in modules() if m.startswith("iotpipe.commands") and m not in named)
+    assert not stray, f"neither a command in iotpipe/cli.py nor in COMPOSERS here: {stray}"
 
 
 def test_architecture_doc_names_every_command_and_shared_module() -> None:
