@@ -39,6 +39,13 @@ COMPOSERS = {
     "iotpipe.commands.announcer": "what `iotpipe announce` publishes, from the bridge's discovery",
 }
 
+# Each running part is put together in one module, imported by one other: (module, by).
+ONE_PLACE = {
+    "iotpipe.bridge.daemon": "iotpipe.commands.bridge",  # the bridge's composition root
+    "iotpipe.dashboard.daemon": "iotpipe.commands.dashboard",  # the dashboard's
+    "iotpipe.dashboard.app": "iotpipe.dashboard.daemon",  # the app factory, create_app
+}
+
 
 def modules() -> dict[str, Path]:
     """Every host module's dotted name -> its file (the firmware runs on the board and is
@@ -138,6 +145,20 @@ def test_dashboard_blueprints_do_not_import_each_other() -> None:
         if target in blueprints and target != module
     ]
     assert not wrong, "blueprints share through a module below them:\n" + "\n".join(wrong)
+
+
+def test_each_running_part_is_put_together_in_one_place() -> None:
+    """A composition root (and the dashboard's app factory) is what its command starts, not a
+    toolbox other modules reach into; tests may call them, the installed code only there."""
+    found = modules()
+    assert set(ONE_PLACE) <= set(found)
+    wrong = [
+        f"{where(path, line)}: {module} imports {target}, which only {ONE_PLACE[target]} may"
+        for module, path in found.items()
+        for line, target in imports(path, module, set(found))
+        if target in ONE_PLACE and module not in (ONE_PLACE[target], target)
+    ]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_every_command_lives_in_the_commands_package() -> None:
