@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from iotpipe import settings, wire
-from iotpipe.bridge import discovery, ports
+from iotpipe.bridge import discovery, names, ports
 from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.outbox import KEEP_ACKED_S, Outbox
 from iotpipe.bridge.requests import (
@@ -26,6 +27,7 @@ from iotpipe.bridge.spool import Spool
 from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 from iotpipe.counters import Counters
+from iotpipe.settings import add_settings
 from tests.conftest import VECTORS
 
 
@@ -60,6 +62,46 @@ def test_paths_and_urls_are_used_as_given_and_absent_boards_are_reported() -> No
         ports.resolve("nope", lambda: PLUGGED)
     with pytest.raises(ports.PortNotFound, match="known board vendor"):
         ports.resolve("auto", lambda: [FakePort("/dev/ttyS0")])
+
+
+def test_auto_expands_to_every_board_by_serial_number_without_repeating_a_named_one() -> None:
+    plugged = [*PLUGGED, FakePort("/dev/ttyACM1", 0x303A, None)]
+    assert ports.expand(["auto"], lambda: plugged) == ["E66038B7133A2D2F", "/dev/ttyACM1", "0001"]
+    named = ["/dev/ttyUSB1", "auto", "E66038B7133A2D2F"]
+    assert ports.expand(named, lambda: plugged) == [*named[::2], "/dev/ttyACM1"]
+    assert ports.expand(["/dev/ttyS0", "/dev/ttyS0"], lambda: plugged) == ["/dev/ttyS0"]
+
+
+def test_the_first_board_auto_finds_takes_over_the_spool_auto_had(tmp_path: Path) -> None:
+    legacy = tmp_path / names.port_name("auto")
+    legacy.mkdir()
+    (legacy / "spool.sqlite").write_bytes(b"readings")
+    first = names.spool_for(tmp_path, "E66038B7133A2D2F", found_by_auto=True)
+    assert (first / "spool.sqlite").read_bytes() == b"readings"
+    assert not legacy.exists()
+    second = names.spool_for(tmp_path, "0001", found_by_auto=True)
+    assert second == tmp_path / names.port_name("0001") and not second.exists()
+    # A port named on the command line keeps the name one bridge per port gave it.
+    assert names.spool_for(tmp_path, "/dev/ttyUSB1", False).name == names.port_name("/dev/ttyUSB1")
+
+
+def test_serial_may_be_repeated_or_comma_separated_and_a_flag_overrides_the_environment(
+    isolated_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def parse(*argv: str) -> list[str]:
+        parser = argparse.ArgumentParser(prog="iotpipe bridge")
+        add_settings(parser, "serial")
+        found: list[str] = parser.parse_args(argv).serial
+        return found
+
+    monkeypatch.setenv("IOTPIPE_SERIAL", "/dev/ttyACM0, /dev/ttyACM1")
+    assert parse() == ["/dev/ttyACM0", "/dev/ttyACM1"]
+    assert parse("--serial", "auto") == ["auto"]
+    assert parse("--serial", "/dev/a", "--serial", "/dev/b,/dev/c") == [
+        "/dev/a",
+        "/dev/b",
+        "/dev/c",
+    ]
 
 
 def test_spool_keeps_rows_across_reopening_and_never_reuses_an_id(tmp_path: Path) -> None:
