@@ -68,7 +68,7 @@ def expand(specs: Sequence[str], comports: Comports = None) -> list[str]:
     (its serial number, else its path), without a port already named (a by-id link to
     it counts as named)."""
     wanted = list(dict.fromkeys(spec for spec in specs if spec != AUTO))
-    if len(wanted) == len(specs):
+    if AUTO not in specs:
         return wanted
     named = set(wanted) | {os.path.realpath(spec) for spec in wanted if is_path(spec)}
     found = []
