@@ -28,6 +28,11 @@ from pathlib import Path
 
 TARGET_MB = 120.0
 STACK = ("broker", "bridge", "dashboard")
+WHY_NOT = {
+    "board": "a virtual board's emulator",
+    "board (micropython)": "a virtual board",
+    "announce": "Home Assistant discovery for Wi-Fi boards, optional",
+}
 
 
 def free_port() -> int:
@@ -107,7 +112,7 @@ def report(rows: list[tuple[str, int, int, int]], up_pid: int, boards: int) -> f
         counted = kind in STACK
         if counted:
             total_peak, total_now = total_peak + peak, total_now + now
-        mark = "" if counted else "   (not counted)"
+        mark = "" if counted else f"   (not counted: {WHY_NOT.get(kind, 'not the stack')})"
         print(f"{kind:<22}{pid:>8}{peak / 1024:>14.1f}{now / 1024:>10.1f}{mark}")
     print(
         f"{'iotpipe up':<22}{up_pid:>8}{status_kb(up_pid, 'VmHWM') / 1024:>14.1f}"
