@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 from dataclasses import dataclass
@@ -339,3 +340,20 @@ def test_the_fast_path_gives_the_same_telemetry_as_the_parser(vector: dict[str, 
     reading = wire.parse_line(raw)
     expected = Translator("iotpipe").message(reading, "x", 1763700000.12345).payload
     assert _taught(raw).telemetry(raw, 1763700000.12345) == (reading.seq, expected)  # type: ignore[union-attr]
+
+
+def test_device_parses_and_keeps_state_but_does_no_io() -> None:
+    """Data flows one way (docs/architecture.md): device.py returns messages and effects as
+    values; link.py alone talks MQTT and writes to the port."""
+    source = (Path(__file__).resolve().parent.parent / "iotpipe/bridge/device.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    io = ("paho", "serial", "socket", "select", "sqlite3", "iotpipe.bridge.publisher")
+    io += ("iotpipe.bridge.mqttio", "iotpipe.bridge.portio", "iotpipe.bridge.portretry")
+    io += ("iotpipe.bridge.link", "iotpipe.bridge.outbox", "iotpipe.bridge.storage")
+    found = {name for name in imported if name.split(".")[0] in io or name.startswith(io)}
+    assert not found, f"device.py must not do I/O: it imports {sorted(found)}"
