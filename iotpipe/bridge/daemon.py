@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from paho.mqtt.client import MQTTMessage
+
 from iotpipe import topics
 from iotpipe.bridge import discovery, ports
 from iotpipe.bridge.link import Link, LinkConfig
@@ -76,9 +78,12 @@ class Bridge:
             self.counters,
             persistent=False,
         )
+        if config.ha_prefix is not None:  # each link's connection republishes its own
+            self.presence.handle(discovery.birth_topic(config.ha_prefix), self._on_ha_birth)
         self.links: dict[str, Link] = {}
         self._auto = ports.AUTO in config.serial
         self._next_scan = 0.0
+        self._said_none = False
         for spec in ports.expand(config.serial):
             self._add(spec)  # a spool that cannot be made is an error at start
         self.metrics = (
@@ -182,7 +187,12 @@ class Bridge:
 
     def _scan(self) -> None:
         """`auto`: a link for each board plugged in since the last look."""
-        for spec in ports.expand(self.config.serial):
+        found = ports.expand(self.config.serial)
+        if not found and not self._said_none:  # once: a scan every few seconds
+            self._said_none = True
+            vendors = ports.known_vendors()
+            changed(log, "port_waiting", logging.WARNING, spec=ports.AUTO, vendors=vendors)
+        for spec in found:
             if spec in self.links:
                 continue
             try:
@@ -193,6 +203,10 @@ class Bridge:
                 continue
             changed(log, "port_found", spec=spec)
             link.start()
+
+    def _on_ha_birth(self, msg: MQTTMessage) -> None:
+        if msg.payload == topics.ONLINE:
+            self.presence.republish_retained()
 
     def _connections(self) -> list[Connection]:
         found = [self.presence.connection]

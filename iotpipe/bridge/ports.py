@@ -43,16 +43,10 @@ def is_path(spec: str) -> bool:
 
 
 def resolve(spec: str, comports: Comports = None) -> str:
-    """The path or URL to open for ``spec`` now, or raise :class:`PortNotFound`.
-
-    ``auto`` resolves to the first board found (what one bridge per board used to do)."""
+    """The path or URL to open for ``spec`` now, or raise :class:`PortNotFound`
+    (``auto`` is not a port: :func:`expand` turns it into the ports found)."""
     if is_url(spec) or is_path(spec):
         return spec
-    if spec == AUTO:
-        boards = board_ports(comports)
-        if boards:
-            return boards[0].device
-        raise PortNotFound(f"no USB serial port of a known board vendor ({known_vendors()})")
     for port in board_ports(comports, everything=True):
         if port.serial_number == spec:
             return port.device
