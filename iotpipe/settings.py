@@ -209,7 +209,8 @@ _TABLE = [
     Setting(
         "spool",
         None,
-        "bridge: its on-disk spool of readings (default: DATA/spool/PORT-NAME)",
+        "bridge with one --serial: that port's on-disk spool of readings (default, and with "
+        "several ports: each port's DATA/spool/PORT-NAME)",
         Path,
         "DIR",
     ),
