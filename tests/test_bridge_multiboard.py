@@ -8,6 +8,7 @@ in later; a spool written by the one-bridge-per-board release is delivered, valu
 from __future__ import annotations
 
 import json
+import random
 import signal
 import sqlite3
 import subprocess
@@ -34,6 +35,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.noloss_support import Telemetry, board_series
+from tests.test_pipeline import FakeWire, _reading
 
 ROOT = Path(__file__).resolve().parent.parent
 # The last commit with one bridge process per board: its spools are what users have.
@@ -225,3 +227,29 @@ def test_a_spool_left_by_the_one_bridge_per_board_release_is_delivered_value_by_
     assert all(metrics == expected[seq] for (_, seq), metrics in left.items())
     assert "Traceback" not in bridge.output()
     readings.close()
+
+
+def test_garbage_on_one_port_never_disturbs_the_board_on_another(
+    procs: Procs, broker: Broker, tmp_path: Path
+) -> None:
+    calm, noisy = Telemetry(broker.port, "calm"), Telemetry(broker.port, "noisy")
+    start_virtual_board(procs, tmp_path / "calm.tty", "calm", RATE)
+    wire = FakeWire(tmp_path / "noisy.tty")  # the test speaks for this board
+    bridge = start_multibridge(
+        procs, tmp_path, [tmp_path / "calm.tty", tmp_path / "noisy.tty"], broker.url
+    )
+    advance(calm, 20, "the calm board")
+    before = calm.highest()
+    rng = random.Random(13)
+    for seq in range(300):
+        junk = rng.randbytes(rng.choice([0, 1, 10, 100, 1500]))
+        wire.send(junk + b"\n" + _reading(seq, "noisy"))
+    wait_until(lambda: len(noisy.values) == 300, 60, "every valid line of the noisy port")
+    assert {seq: m for (_, seq), m in noisy.values.items()} == {
+        seq: {"t": seq + 0.5} for seq in range(300)
+    }
+    advance(calm, 30, "the calm board after the garbage")
+    assert calm.highest() > before and calm.check_against_board("calm") == 0
+    assert bridge.popen.poll() is None and "Traceback" not in bridge.output()
+    for sub in (calm, noisy):
+        sub.close()

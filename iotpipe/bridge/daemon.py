@@ -28,7 +28,6 @@ from iotpipe import topics
 from iotpipe.bridge import discovery, ports
 from iotpipe.bridge.link import Link, LinkConfig
 from iotpipe.bridge.metrics import MetricsServer, bridge_registry
-from iotpipe.bridge.mqttio import Connection
 from iotpipe.bridge.names import spool_for
 from iotpipe.bridge.outbox import DRAIN_TICK_S, KEEP_ACKED_S
 from iotpipe.bridge.publisher import MqttOptions, Publisher
@@ -144,7 +143,7 @@ class Bridge:
                 self._scan()
             for link in list(self.links.values()):
                 self._guarded(link, partial(link.open_if_due, now))
-            connections = self._connections()
+            connections = [publisher.connection for publisher in self._publishers()]
             readers: dict[int, Callable[[], None]] = {}
             writers: dict[int, Callable[[], None]] = {}
             for connection in connections:
@@ -208,10 +207,10 @@ class Bridge:
         if msg.payload == topics.ONLINE:
             self.presence.republish_retained()
 
-    def _connections(self) -> list[Connection]:
-        found = [self.presence.connection]
+    def _publishers(self) -> list[Publisher]:
+        found = [self.presence]
         for link in self.links.values():
-            found.extend(link.connections())
+            found.extend(link.publishers())
         return found
 
     def _shut_down(self) -> None:

@@ -25,7 +25,6 @@ from iotpipe.bridge import discovery
 from iotpipe.bridge.continuity import RESTART, SPOOL_FULL, Gap
 from iotpipe.bridge.device import Device
 from iotpipe.bridge.effects import Connect, Publish, Retain, Write
-from iotpipe.bridge.mqttio import Connection
 from iotpipe.bridge.outbox import Outbox
 from iotpipe.bridge.portio import PortLost
 from iotpipe.bridge.portretry import RetriedPort
@@ -92,8 +91,8 @@ class Link:
             self.device.adopt(known)
         self._apply()
 
-    def connections(self) -> list[Connection]:
-        return [] if self.publisher is None else [self.publisher.connection]
+    def publishers(self) -> list[Publisher]:
+        return [] if self.publisher is None else [self.publisher]
 
     @property
     def hurry(self) -> bool:
