@@ -14,7 +14,9 @@ Not a test: the figures depend on the machine (see docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -50,6 +52,15 @@ class Pty:
         tty.setraw(self.slave)
         self.link = link
         link.symlink_to(os.ttyname(self.slave))
+
+    def wait_for_reader(self, timeout: float) -> None:
+        """Until the program on the other side has opened the port: the bridge writes its
+        first requests (info, replay) then. A line written before would be lost, as
+        pyserial empties the input buffer when it opens a port."""
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            raise SystemExit(f"bridge_bench: nothing opened {self.link} in {timeout:.0f} s")
+        os.read(self.master, 65536)
 
     def write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -118,12 +129,18 @@ def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float, fl
     try:
         topic = f"iotpipe/{DEVICE}/telemetry"
         warm = subscriber(port, topic, 1, qos)
-        time.sleep(1.0)  # the bridge opens the port and connects
-        pty.write_all(line(0))
-        warm.wait(30)
+        pty.wait_for_reader(60)
+        first = 0
+        while warm.poll() is None:  # until one gets through: the bridge is connected
+            pty.write_all(line(first))
+            first += 1
+            if first > 60:
+                raise SystemExit("bridge_bench: no reading came through the bridge in 60 s")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                warm.wait(1)
         sub = subscriber(port, topic, n, qos)
         cpu_before = cpu_s(bridge.pid)
-        elapsed = timed(pty, sub, b"".join(line(i) for i in range(1, n + 1)))
+        elapsed = timed(pty, sub, b"".join(line(first + i) for i in range(n)))
         cpu = cpu_s(bridge.pid) - cpu_before
         rss = peak_rss_mb(bridge.pid)
     finally:
@@ -151,7 +168,9 @@ def main() -> None:
             time.sleep(0.5)
             print(f"{args.lines} readings of {len(line(1))} bytes, {os.cpu_count()} CPUs")
             for qos in args.qos:
+                before = os.getloadavg()[0]
                 compare(tmp, port, args.lines, qos, args.repeat)
+                print(f"       load average {before:.1f} -> {os.getloadavg()[0]:.1f}")
         finally:
             broker.terminate()
             broker.wait(10)
