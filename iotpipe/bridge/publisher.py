@@ -251,7 +251,7 @@ def _client(options: MqttOptions, client_id: str, will: Message, persistent: boo
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.will_set(will.topic, will.payload, qos=1, retain=True)
     # No in-flight limit of paho's own: on every PUBACK paho walks each message it holds
-    # to find the next to send (~20 µs per QoS 1 reading, docs/benchmarks.md). The
+    # to find the next to send (5 to 20 µs per QoS 1 reading, docs/benchmarks.md). The
     # outbox keeps its readings within its window instead (outbox.WINDOW).
     client.max_inflight_messages_set(0)
     client.max_queued_messages_set(MAX_QUEUED)
