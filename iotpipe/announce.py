@@ -19,13 +19,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from iotpipe.announcer import Announcer
-from iotpipe.bridge import discovery
-from iotpipe.bridge.translate import Message
 from iotpipe.broker import auth
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import SETTINGS as LOGIN_SETTINGS
 from iotpipe.mqttlogin import Login, LoginFailed, connect, fill_credentials
+from iotpipe.mqttwire import discovery
 from iotpipe.settings import add_settings
+from iotpipe.topics import Message
 
 log = logging.getLogger(__name__)
 

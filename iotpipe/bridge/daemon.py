@@ -26,14 +26,13 @@ from pathlib import Path
 from paho.mqtt.client import MQTTMessage
 
 from iotpipe import topics
-from iotpipe.bridge import discovery
 from iotpipe.bridge.continuity import RESTART, SPOOL_FULL, Gap
 from iotpipe.bridge.device import Device
 from iotpipe.bridge.metrics import MetricsServer, bridge_registry
 from iotpipe.bridge.outbox import DRAIN_TICK_S, KEEP_ACKED_S, Outbox
 from iotpipe.bridge.portio import PortLost
 from iotpipe.bridge.publisher import MqttOptions, Publisher
-from iotpipe.bridge.requests import RequestRejected, Router, parse_request, route_for
+from iotpipe.bridge.requests import Router, parse_request, route_for
 from iotpipe.bridge.serialside import SerialSide
 from iotpipe.bridge.spool import SpoolError
 from iotpipe.bridge.statelog import changed
@@ -42,6 +41,8 @@ from iotpipe.bridge.translate import Translator
 from iotpipe.counters import Counters
 from iotpipe.endpoints import HostPort
 from iotpipe.exposition import Gauge
+from iotpipe.mqttwire import discovery
+from iotpipe.mqttwire.request import RequestRejected
 
 log = logging.getLogger(__name__)
 
