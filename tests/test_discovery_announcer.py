@@ -1,4 +1,4 @@
-"""The host-side announcer's decisions (iotpipe/announcer.py), pure, then the real command
+"""The host-side announcer's decisions (iotpipe/commands/announcer.py), pure, then the real command
 against the real Mosquitto: a Wi-Fi board announced from its retained meta, removed when
 its login is revoked; a bridge's stale config tidied away."""
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from iotpipe.announcer import Announcer
+from iotpipe.commands.announcer import Announcer
 from iotpipe.mqttwire import discovery
 from iotpipe.mqttwire.discovery import Board
 from tests.conftest import Procs, Subscriber, start_broker, wait_until

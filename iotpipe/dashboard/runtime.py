@@ -24,7 +24,7 @@ from iotpipe.dashboard.alert_store import AlertStore
 from iotpipe.dashboard.alerts import Alerts
 from iotpipe.dashboard.app import create_app
 from iotpipe.dashboard.auth import load_token
-from iotpipe.dashboard.commands import Commander
+from iotpipe.dashboard.board_requests import BoardRequests
 from iotpipe.dashboard.ingest import Ingest
 from iotpipe.dashboard.live import Hub
 from iotpipe.dashboard.notify import Notifier
@@ -97,8 +97,8 @@ class Dashboard:
             broker, args.base_topic, ident, writer.put, counters, args.share_group, args.mqtt_ca
         )
         writer.ack = ingest.ack
-        commander = Commander(ingest.client, args.base_topic, ident, counters)
-        ingest.extra_subscriptions[commander.reply_topic] = commander.on_reply
+        board_requests = BoardRequests(ingest.client, args.base_topic, ident, counters)
+        ingest.extra_subscriptions[board_requests.reply_topic] = board_requests.on_reply
         alerts = announce.alerts = Alerts(
             args.alerts,
             args.base_topic,
@@ -125,7 +125,7 @@ class Dashboard:
             },
             store_health=lambda: writer.health,
             subscribed=ingest.subscribed.is_set,
-            commander=commander,
+            board_requests=board_requests,
             command_timeout=args.command_timeout,
             alerts=alerts,
         )
