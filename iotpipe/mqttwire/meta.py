@@ -11,7 +11,6 @@ consumers that need one (discovery: ``device``, ``units``, ``interval_ms``) say 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,11 +76,16 @@ def _text(obj: dict[str, Any], name: str) -> str:
     return value
 
 
-def _id(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
-    value = obj.get(name)
-    if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
-        raise _bad(f"{name!r} must match {pattern.pattern}")
+def _device(obj: dict[str, Any]) -> str | None:
+    value = obj.get("device")
+    if value is not None and not (isinstance(value, str) and wire.DEVICE_ID_RE.fullmatch(value)):
+        raise _bad(f"'device' must match {wire.DEVICE_ID_RE.pattern}")
     return value
+
+
+def _boot(obj: dict[str, Any]) -> str | None:
+    # Only shown, never matched against a reading's: any short text (metas by hand).
+    return _text(obj, "boot") if obj.get("boot") is not None else None
 
 
 def _units(obj: dict[str, Any]) -> dict[str, str]:
@@ -137,8 +141,8 @@ def parse_meta(payload: bytes) -> Meta:
     except wire.LineRejected as exc:
         raise _bad(exc.detail) from None
     return Meta(
-        _id(obj, "device", wire.DEVICE_ID_RE),
-        _id(obj, "boot", wire.BOOT_ID_RE),
+        _device(obj),
+        _boot(obj),
         _text(obj, "fw"),
         _text(obj, "board"),
         _sensors(obj),
