@@ -91,12 +91,6 @@ def gap_report(gap: Gap, boot_now: str, received_at: float) -> Event:
     return Event(gap.device, boot_now, None, round(received_at, 3), READINGS_MISSING, data)
 
 
-def _optional(obj: dict[str, Any], name: str, ok: bool) -> Any:
-    if not ok:
-        raise PayloadRejected("bad_event", f"{name!r} has the wrong type")
-    return obj.get(name)
-
-
 def parse_event(payload: bytes) -> Event:
     obj = json_object(payload)
     name, data = obj.get("event"), obj.get("data", {})
@@ -105,14 +99,15 @@ def parse_event(payload: bytes) -> Event:
     if not isinstance(data, dict):
         raise PayloadRejected("bad_event", "'data' must be an object")
     device, boot, uptime, ts = (obj.get(k) for k in ("device", "boot", "uptime_ms", "ts"))
-    return Event(
-        _optional(obj, "device", device is None or isinstance(device, str)),
-        _optional(obj, "boot", boot is None or isinstance(boot, str)),
-        _optional(obj, "uptime_ms", uptime is None or _whole(uptime)),
-        _optional(obj, "ts", ts is None or _finite(ts)),
-        name,
-        data,
-    )
+    for member, ok in (
+        ("device", device is None or isinstance(device, str)),
+        ("boot", boot is None or isinstance(boot, str)),
+        ("uptime_ms", uptime is None or _whole(uptime)),
+        ("ts", ts is None or _finite(ts)),
+    ):
+        if not ok:
+            raise PayloadRejected("bad_event", f"{member!r} has the wrong type")
+    return Event(device, boot, uptime, None if ts is None else float(ts), name, data)
 
 
 def _whole(value: object) -> bool:
