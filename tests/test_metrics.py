@@ -105,7 +105,7 @@ def test_every_counter_the_code_counts_is_declared_with_help() -> None:
     for folder, declared in (("bridge", BRIDGE_COUNTERS), ("dashboard", DASHBOARD_COUNTERS)):
         counted = {
             name
-            for path in (ROOT / folder).glob("*.py")
+            for path in (ROOT / "iotpipe" / folder).glob("*.py")
             for name in pattern.findall(path.read_text())
         }
         assert counted, folder
