@@ -8,13 +8,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from iotpipe import settings, wire
 from iotpipe.bridge import names, ports
-from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.outbox import KEEP_ACKED_S, Outbox
 from iotpipe.bridge.requests import (
     Request,
@@ -30,7 +28,6 @@ from iotpipe.counters import Counters
 from iotpipe.mqttwire import discovery
 from iotpipe.mqttwire.request import RequestRejected
 from iotpipe.settings import add_settings
-from tests.conftest import VECTORS
 
 
 @dataclass
@@ -293,49 +290,6 @@ def test_the_meta_carries_the_boards_decimals_only_when_it_states_them() -> None
     assert json.loads(stated.payload)["decimals"] == {"temperature": 1} and stated.retain
     older = json.loads(translator.message(wire.Hello(*args), "d1", 1.0).payload)
     assert "decimals" not in older  # older firmware did not say: no guess either
-
-
-VECTOR_DATA = json.loads(VECTORS.read_text())
-
-
-def _raw(vector: dict[str, Any]) -> bytes:
-    return bytes.fromhex(vector["line_hex"]) if "line_hex" in vector else vector["line"].encode()
-
-
-def _taught(raw: bytes) -> FastReadings:
-    """A fast path that learned the most it could from valid lines of the same board."""
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        obj = {}
-    obj = obj if isinstance(obj, dict) else {}
-    device, boot, metrics = obj.get("device"), obj.get("boot"), obj.get("metrics")
-    fast = FastReadings()
-    ok = isinstance(device, str) and wire.DEVICE_ID_RE.fullmatch(device)
-    fast.device = device if ok else "dev"
-    ok = isinstance(boot, str) and wire.BOOT_ID_RE.fullmatch(boot)
-    fast.boot = boot if ok else "0a1b2c3d"
-    names = metrics if isinstance(metrics, dict) else {}
-    fast.names = frozenset(n for n in names if isinstance(n, str) and wire.METRIC_RE.fullmatch(n))
-    return fast
-
-
-@pytest.mark.parametrize("vector", VECTOR_DATA["invalid"], ids=lambda v: v["name"])
-def test_the_fast_path_never_accepts_what_the_parser_rejects(vector: dict[str, Any]) -> None:
-    raw = _raw(vector)
-    assert _taught(raw).telemetry(raw.rstrip(b"\r"), 1.0) is None
-
-
-@pytest.mark.parametrize(
-    "vector",
-    [v for v in VECTOR_DATA["encode"] if v["kind"] == "reading"],
-    ids=lambda v: v["name"],
-)
-def test_the_fast_path_gives_the_same_telemetry_as_the_parser(vector: dict[str, Any]) -> None:
-    raw = vector["line"].encode()
-    reading = wire.parse_line(raw)
-    expected = Translator("iotpipe").message(reading, "x", 1763700000.12345).payload
-    assert _taught(raw).telemetry(raw, 1763700000.12345) == (reading.seq, expected)  # type: ignore[union-attr]
 
 
 def test_device_parses_and_keeps_state_but_does_no_io() -> None:

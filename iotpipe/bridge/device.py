@@ -78,20 +78,22 @@ class Device:
         new readings (a replayed one already committed is dropped), events, gap reports."""
         out: list[tuple[str, bytes]] = []
         fast = self.fast.telemetry
+        run: list[tuple[int, int]] = []  # (seq, digest) of fast readings not yet admitted
+        payloads: list[bytes] = []
         quick = 0
         for raw in lines:
             ts = self._stamp(received_at)
             got = fast(raw, ts) if self.id is not None else None
             if got is None:
+                self._admit_run(run, payloads, out)  # first: the lines keep their order
                 message = self.handle(raw, ts)
                 if message is not None:
                     out.append((message.topic, message.payload))
                 continue
-            seq, payload = got
             quick += 1
-            device, boot = self.fast.device or "", self.fast.boot or ""
-            if self._is_new(device, boot, seq, raw):
-                out.append((self._telemetry_topic, payload))
+            run.append((got[0], zlib.crc32(raw.rstrip(b"\r"))))
+            payloads.append(got[1])
+        self._admit_run(run, payloads, out)
         if quick:
             self.counters.inc("lines", n=quick)
             self.counters.inc("accepted", "reading", quick)
@@ -100,6 +102,27 @@ class Device:
                 self.set_online(True, "a line came")
         out.extend(self.gap_events())
         return out
+
+    def _admit_run(
+        self, run: list[tuple[int, int]], payloads: list[bytes], out: list[tuple[str, bytes]]
+    ) -> None:
+        """The fast path's readings so far, admitted together (then emptied): the new ones
+        go out, the ones already committed (a replay sends some again) are counted."""
+        if not run:
+            return
+        topic = self._telemetry_topic
+        if not self.continuity.storing:  # the outbox counts them as not stored
+            out.extend((topic, payload) for payload in payloads)
+        else:
+            device, boot = self.fast.device or "", self.fast.boot or ""
+            verdicts = self.continuity.admit_many(device, boot, run, time.monotonic())
+            for verdict, payload in zip(verdicts, payloads, strict=True):
+                if verdict == NEW:
+                    out.append((topic, payload))
+                else:
+                    self.counters.inc("duplicates", verdict)
+        run.clear()
+        payloads.clear()
 
     def _stamp(self, received_at: float) -> float:
         """Each line its own receipt time, 1 ms after the last at least: lines read in one
