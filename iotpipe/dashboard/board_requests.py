@@ -13,7 +13,6 @@ answer in time is a timeout, never a hang.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
@@ -28,10 +27,11 @@ from paho.mqtt.properties import Properties
 from iotpipe import topics
 from iotpipe.counters import Counters
 from iotpipe.dashboard.params import BadRequest
+from iotpipe.mqttwire.answer import Answer, parse_answer
+from iotpipe.mqttwire.request import Request, encode_request
 
 CMD_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_PENDING = 64
-MAX_ANSWER_BYTES = 16 * 1024
 
 
 class NoAnswer(Exception):
@@ -67,37 +67,23 @@ def parse_request(body: Any) -> BoardRequest:
 @dataclass
 class _Waiting:
     done: threading.Event
-    answer: dict[str, Any] | None = None
-
-
-def _answer(payload: bytes) -> dict[str, Any]:
-    if len(payload) > MAX_ANSWER_BYTES:
-        raise topics.PayloadRejected("too_long", f"answer of {len(payload)} bytes")
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise topics.PayloadRejected("not_json", str(exc)) from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
-        raise topics.PayloadRejected("bad_answer", "an answer is an object with 'ok'")
-    if obj["ok"]:
-        return {"id": obj.get("id"), "ok": True, "result": obj.get("result")}
-    return {"id": obj.get("id"), "ok": False, "error": str(obj.get("error", ""))[:500]}
+    answer: Answer | None = None
 
 
 class BoardRequests:
     def __init__(self, client: mqtt.Client, base: str, client_id: str, counters: Counters):
         self.client = client
         self.base = base
-        self.reply_topic = f"{base}/dashboard/{client_id}/reply"
+        self.reply_topic = topics.dashboard_reply(base, client_id)
         self.counters = counters
         self._waiting: dict[bytes, _Waiting] = {}
         self._lock = threading.Lock()
 
     def on_reply(self, msg: mqtt.MQTTMessage) -> None:
         """Called on paho's thread for each message on our reply topic."""
-        answer = _answer(bytes(msg.payload))
+        answer = parse_answer(bytes(msg.payload))
         correlation = getattr(msg.properties, "CorrelationData", None)
-        key = bytes(correlation) if correlation else str(answer["id"]).encode()
+        key = bytes(correlation) if correlation else str(answer.id).encode()
         with self._lock:
             waiting = self._waiting.get(key)
         if waiting is None:
@@ -118,16 +104,12 @@ class BoardRequests:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ResponseTopic = self.reply_topic
             props.CorrelationData = correlation
-            payload = {
-                "id": request_id,
-                "cmd": command.cmd,
-                "args": command.args,
-                "reply_to": self.reply_topic,  # for MQTT 3.1.1 boards, which lack the property
-            }
+            # reply_to for MQTT 3.1.1 boards, which lack the property
+            request = Request(request_id, command.cmd, command.args, self.reply_topic)
             started = time.monotonic()
             self.client.publish(
                 topics.topic(self.base, device, "cmd"),
-                json.dumps(payload, separators=(",", ":")),
+                encode_request(request),
                 qos=1,
                 properties=props,
             )
@@ -136,7 +118,7 @@ class BoardRequests:
                 raise NoAnswer(f"no answer from {device!r} within {timeout:g} s")
             self.counters.inc("commands_answered")
             latency_ms = round((time.monotonic() - started) * 1000, 1)
-            return {**waiting.answer, "latency_ms": latency_ms}
+            return {**waiting.answer.as_dict(), "latency_ms": latency_ms}
         finally:
             with self._lock:
                 self._waiting.pop(correlation, None)
