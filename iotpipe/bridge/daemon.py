@@ -1,8 +1,8 @@
 """The bridge: wiring, and the one loop that runs it.
 
 Mechanism lives elsewhere (``serialside`` keeps the port open, ``device`` turns lines into
-messages, ``spool`` keeps readings on disk, ``outbox`` sends them, ``publisher`` and
-``mqttio`` talk MQTT). One thread waits in ``select`` on the port and both MQTT sockets and
+messages, ``spool`` keeps readings on disk, ``outbox`` sends them, ``publisher`` talks MQTT
+through ``iotpipe.transport``). One thread waits in ``select`` on the port and both MQTT sockets and
 does what is ready — no thread hands a message to another, so nothing fights for the GIL
 per reading. Only a blocking MQTT connect and the optional metrics server have threads.
 A bad line is counted and never stops the loop; a lost port marks the device offline and
