@@ -117,6 +117,16 @@ def connect(
         ) from None
     except transport.Unreachable as exc:
         raise _unreachable(login.broker, exc.error) from None
+    except transport.Dropped:
+        if login.tls:
+            raise LoginFailed(
+                f"the broker at {login.broker} closed the TLS connection before answering",
+                "it may want a client certificate: give --mqtt-cert and --mqtt-key (or check "
+                "that the broker's CA signed them); its log says why",
+            ) from None
+        raise LoginFailed(
+            f"the broker at {login.broker} closed the connection before answering", "see its log"
+        ) from None
     except transport.NoAnswer:
         raise LoginFailed(
             f"{login.broker.host}:{login.broker.port} accepted a TCP connection but gave no "

@@ -123,6 +123,7 @@ class Ingest:
         log.warning("broker %s refused the connection: %s", self.broker, reason)
 
     def _on_up(self, session_present: bool) -> None:
+        self.loop.connected()
         log.info("connected to %s (session present: %s)", self.broker, session_present)
         if not session_present and self.subscribed.is_set():
             # A broker killed before it ever saved our session (autosave_interval) starts

@@ -9,6 +9,7 @@ Only this package constructs a paho client or drives its network loop
 
 from iotpipe.transport.blocking import (
     ConnectFailed,
+    Dropped,
     NoAnswer,
     Refused,
     TLSFailed,
@@ -25,6 +26,7 @@ __all__ = [
     "MQTT311",
     "SESSION_EXPIRY_S",
     "ConnectFailed",
+    "Dropped",
     "Handler",
     "Login",
     "NetworkThread",

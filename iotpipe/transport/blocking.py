@@ -34,6 +34,11 @@ class NoAnswer(ConnectFailed):
     """Something accepted the TCP connection but gave no CONNACK."""
 
 
+class Dropped(ConnectFailed):
+    """The broker closed the connection before its CONNACK: over TLS, what Mosquitto does
+    to a client without the certificate a ``require_certificate`` listener wants."""
+
+
 class Refused(ConnectFailed):
     def __init__(self, reason: ReasonCode) -> None:
         super().__init__(str(reason))
@@ -65,7 +70,11 @@ def connect_now(session: Session, timeout: float = 5.0) -> None:
             raise Unreachable(exc.strerror or str(exc)) from None
         deadline = time.monotonic() + timeout
         while not answer and time.monotonic() < deadline:
-            if client.loop(0.1) not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+            rc = client.loop(0.1)
+            # Closed under us (paho may have found that already when it sent the CONNECT).
+            if rc in (mqtt.MQTT_ERR_CONN_LOST, mqtt.MQTT_ERR_NO_CONN) and not answer:
+                raise Dropped()
+            if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
                 break
     finally:
         session.on_refused, session.on_up = refused, up

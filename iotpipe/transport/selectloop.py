@@ -142,12 +142,12 @@ class SelectDriver:
 def corked(sock: object) -> Iterator[None]:
     """TCP_CORK on the socket for the block (Linux): paho writes packet by packet, and
     corked the kernel sends full segments instead of one per packet."""
-    if CORK is None or not isinstance(sock, socket.socket):
-        yield
+    if CORK is None or not isinstance(sock, socket.socket) or sock.fileno() == -1:
+        yield  # not Linux, or paho has just closed the socket (a lost connection)
         return
     sock.setsockopt(socket.IPPROTO_TCP, CORK, 1)
     try:
         yield
     finally:
-        if sock.fileno() != -1:  # paho may have closed it on an error
+        if sock.fileno() != -1:  # paho may have closed it on an error meanwhile
             sock.setsockopt(socket.IPPROTO_TCP, CORK, 0)

@@ -7,7 +7,9 @@ as long as it brings messages (``received`` tells), up to ``READS_PER_WAKE``; a 
 that is not a message ends the round early, never the data (``select`` sees what is left).
 Writes — acknowledgements from another thread — wake the loop through paho's public
 ``on_socket_register_write``, and go out corked (``selectloop.corked``). Reconnects follow
-``Backoff``.
+``Backoff``: a connection lost waits its turn too, and only a CONNACK (``connected``) says a
+connection worked — a broker that takes the TCP connection and then drops it (a refused
+TLS client certificate, a refused login) is retried with backoff, not in a tight loop.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class NetworkThread:
         self._wake_w.setblocking(False)
         self._stopping = threading.Event()
         self._closing = False
+        self._had_socket = False
+        self._up = False
         self._thread = threading.Thread(target=self._run, name="mqtt-loop", daemon=True)
         client.on_socket_register_write = lambda c, userdata, sock: self.wake()
 
@@ -67,17 +71,28 @@ class NetworkThread:
         with contextlib.suppress(OSError):  # already woken (BlockingIOError), or closed
             self._wake_w.send(b"\0")
 
+    def connected(self) -> None:
+        """The broker accepted us (CONNACK): the next loss starts the backoff afresh."""
+        self._up = True
+        self.backoff.worked()
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             sock = self.client.socket()
             if isinstance(sock, socket.socket):  # an SSLSocket is one too
+                self._had_socket = True
                 self._once(sock)
             elif self._closing:
                 self._stopping.wait(0.05)
+            elif self._had_socket:  # lost: the next attempt waits its turn
+                self._had_socket = False
+                if not self._up:  # dropped before the broker ever said yes
+                    self.on_connect_fail()
+                self._up = False
+                self._stopping.wait(self.backoff.failed())
             else:
                 try:
                     self.client.reconnect()
-                    self.backoff.worked()
                 except OSError:
                     self.on_connect_fail()
                     self._stopping.wait(self.backoff.failed())
@@ -102,6 +117,6 @@ class NetworkThread:
                 if self.received() == before:
                     break
         if self.client.want_write():
-            with corked(sock):
+            with corked(self.client.socket()):  # None once a read found the connection lost
                 self.client.loop_write()
         self.client.loop_misc()
