@@ -1,8 +1,9 @@
 """The `iotpipe` command: argument parsing and one place that turns errors into messages.
 
-Each sub-command lives in its own thin module with ``configure(parser)`` and
-``run(args)``; the table below is the whole list. Those modules import their heavy parts
-inside ``run``, so `iotpipe bridge` on a Raspberry Pi never loads Flask or plotly.
+Each sub-command lives in its own thin module in ``iotpipe/commands/`` with
+``configure(parser)`` and ``run(args)``; the table below is the whole list. Those modules
+import their heavy parts inside ``run``, so `iotpipe bridge` on a Raspberry Pi never loads
+Flask or plotly.
 """
 
 from __future__ import annotations
@@ -26,45 +27,49 @@ class CommandModule(Protocol):
 
 # (words, module, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("up",), "iotpipe.up", "run broker, boards, bridges and dashboard together"),
-    (("broker",), "iotpipe.broker.command", "run Mosquitto with the project's configuration"),
-    (("bridge",), "iotpipe.bridge.command", "forward a board's serial lines to MQTT"),
-    (("dashboard",), "iotpipe.dashboard.command", "serve live charts and the HTTP API"),
+    (("up",), "iotpipe.commands.up", "run broker, boards, bridges and dashboard together"),
+    (("broker",), "iotpipe.commands.broker", "run Mosquitto with the project's configuration"),
+    (("bridge",), "iotpipe.commands.bridge", "forward a board's serial lines to MQTT"),
+    (("dashboard",), "iotpipe.commands.dashboard", "serve live charts and the HTTP API"),
     (
         ("board", "virtual"),
-        "iotpipe.board.virtual",
+        "iotpipe.commands.board_virtual",
         "run the firmware under the MicroPython unix port behind a pseudo-terminal",
     ),
     (
         ("board", "deploy"),
-        "iotpipe.board.deploy",
+        "iotpipe.commands.board_deploy",
         "copy the firmware and its config to a board with mpremote and restart it",
     ),
-    (("board", "ports"), "iotpipe.board.ports", "list serial ports that look like boards"),
+    (("board", "ports"), "iotpipe.commands.board_ports", "list serial ports that look like boards"),
     (
         ("board", "login"),
-        "iotpipe.board.login",
+        "iotpipe.commands.board_login",
         "make a Wi-Fi board's own broker login (its topics only) and reload the broker",
     ),
     (
         ("board", "revoke"),
-        "iotpipe.board.revoke",
+        "iotpipe.commands.board_revoke",
         "remove a Wi-Fi board's broker login and reload the broker, which drops the board",
     ),
     (
         ("announce",),
-        "iotpipe.announce",
+        "iotpipe.commands.announce",
         "announce the boards on Wi-Fi to Home Assistant from their retained meta",
     ),
-    (("login",), "iotpipe.broker.logins", "add, list or remove a broker login for other software"),
+    (("login",), "iotpipe.commands.login", "add, list or remove a broker login for other software"),
     (
         ("doctor",),
-        "iotpipe.doctor",
+        "iotpipe.commands.doctor",
         "check this machine (Mosquitto, ports, serial permissions, boards, broker login)",
     ),
-    (("sub",), "iotpipe.sub", "print live MQTT messages decoded and aligned"),
-    (("export",), "iotpipe.export", "write a device's history from the dashboard's store"),
-    (("alerts", "test"), "iotpipe.alerts_cli", "send a test notification to a rule's destinations"),
+    (("sub",), "iotpipe.commands.sub", "print live MQTT messages decoded and aligned"),
+    (("export",), "iotpipe.commands.export", "write a device's history from the dashboard's store"),
+    (
+        ("alerts", "test"),
+        "iotpipe.commands.alerts",
+        "send a test notification to a rule's destinations",
+    ),
 ]
 
 GROUPS = {

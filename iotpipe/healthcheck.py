@@ -52,14 +52,14 @@ def check(argv: Sequence[str]) -> str | None:
     args = build_parser(argv).parse_args(argv)
     command = getattr(args, "command_module", "")
     try:
-        if command.endswith("dashboard.command"):
+        if command == "iotpipe.commands.dashboard":
             http: HostPort = args.http
             health = json.loads(_get(http.url + "healthz"))
             if not health.get("ok"):
                 return "the dashboard says it is not ok"
             if not health.get("subscribed"):
                 return "the dashboard is not subscribed at the broker (yet)"
-        elif command.endswith("bridge.command") and args.metrics is not None:
+        elif command == "iotpipe.commands.bridge" and args.metrics is not None:
             text = _get(args.metrics.url + "metrics").decode()
             if "iotpipe_bridge_mqtt_connected 1" not in text:
                 return "the bridge is not publishing: no board on its port yet, or no broker"

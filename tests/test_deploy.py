@@ -21,7 +21,7 @@ import yaml
 
 from iotpipe.broker import tls
 from iotpipe.broker.auth import ROLES
-from iotpipe.broker.command import SUB_OPTIONS
+from iotpipe.broker.mosquitto import SUB_OPTIONS
 from iotpipe.cli import build_parser
 from iotpipe.mqttlogin import fill_credentials
 from iotpipe.settings import SETTINGS
@@ -263,7 +263,7 @@ def handouts(script: str) -> list[tuple[str, str, str, str]]:
 
 def role(args: argparse.Namespace) -> str | None:
     """The MQTT role whose login an iotpipe command needs, if any."""
-    part = str(args.command_module).split(".")[-2]  # iotpipe.bridge.command: bridge
+    part = str(args.command_module).split(".")[-1]  # iotpipe.commands.bridge: bridge
     return part if part in ("bridge", "dashboard") else None
 
 

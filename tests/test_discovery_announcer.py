@@ -1,4 +1,4 @@
-"""The host-side announcer's decisions (iotpipe/announcer.py), pure, then the real command
+"""The host-side announcer's decisions (iotpipe/commands/announcer.py), pure, then the real command
 against the real Mosquitto: a Wi-Fi board announced from its retained meta, removed when
 its login is revoked; a bridge's stale config tidied away."""
 
@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from iotpipe.announcer import Announcer, owner
 from iotpipe.bridge import discovery
 from iotpipe.bridge.discovery import Board
+from iotpipe.commands.announcer import Announcer, owner
 from tests.conftest import Procs, Subscriber, start_broker, wait_until
 
 BRIDGE = "iotpipe/bridge/pi-ttyUSB0/status"

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from iotpipe import doctor
+from iotpipe.commands import doctor
 from tests.conftest import Broker, Procs, free_port, port_open, wait_until
 
 MOSQUITTO = "/usr/sbin/mosquitto"

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from iotpipe import serialports
-from iotpipe.board import agent, ports
+from iotpipe.board import agent
 from iotpipe.board.rawrepl import PASTE_WINDOW, RAW_BANNER, SOFT_REBOOT, Mode, Repl
+from iotpipe.commands import board_ports
 from iotpipe.errors import UserError
 
 
@@ -130,13 +131,13 @@ def test_ports_are_boards_by_usb_vendor_and_sorted() -> None:
 def test_no_board_plugged_in_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(serialports, "_comports", lambda: [_port("/dev/ttyS0", None)])
     with pytest.raises(UserError, match="data \\(not charge-only\\) cable"):
-        ports.run(SimpleNamespace(all=False))
+        board_ports.run(SimpleNamespace(all=False))
 
 
 def test_firmware_doc_names_every_config_key_and_deploy_flag() -> None:
     import ast
 
-    from iotpipe.board import deploy
+    from iotpipe.commands import board_deploy
     from tests.conftest import ROOT, FlagRecorder
 
     doc = (ROOT / "docs" / "firmware.md").read_text()
@@ -149,7 +150,7 @@ def test_firmware_doc_names_every_config_key_and_deploy_flag() -> None:
     for key in keys:
         assert f"| `{key}` |" in doc, f"config key {key} is documented"
     parser = FlagRecorder()
-    deploy.configure(parser)
+    board_deploy.configure(parser)
     for action in parser.added:
         for flag in action.option_strings:
             if flag.startswith("--") and flag not in ("--help", "--log-level"):

@@ -7,8 +7,8 @@ top, inside a function, under ``if TYPE_CHECKING``. The layers, bottom to top:
 1. **parts**: ``iotpipe.broker``, ``iotpipe.bridge``, ``iotpipe.dashboard``,
    ``iotpipe.board``; a part imports only itself and the shared layer, except that the
    board side may use the broker's (a Wi-Fi board's login is a broker login);
-2. **commands**: the CLI, every module its command table names, and what composes parts
-   for them; they may import anything.
+2. **commands**: ``iotpipe.commands.*`` (one module per sub-command, and what composes
+   parts for one), the CLI and the entry points; they may import anything.
 
 Inside the dashboard, a blueprint module does not import another one: what two of them
 share lives in a module below both, and ``create_app`` alone puts them together.
@@ -26,16 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("broker", "bridge", "dashboard", "board")
 # The one sibling import allowed: (importer's part, imported part).
 SIBLINGS = {("board", "broker")}
-# Top-layer modules the command table does not name, and why each is up there.
-COMPOSITION = {
+# The entry points beside the CLI's commands, and why each is up there.
+ENTRY_POINTS = {
     "iotpipe.cli": "the CLI itself",
     "iotpipe.__main__": "`python -m iotpipe`",
     "iotpipe.ready": "the iotpipe-ready console script: reads the CLI's parser",
     "iotpipe.healthcheck": "the container's HEALTHCHECK: reads the CLI's parser",
-    "iotpipe.supervise": "runs the parts as children for `iotpipe up`",
-    "iotpipe.announcer": "what `iotpipe announce` publishes, from the bridge's discovery",
 }
-COMMAND_MODULES = {module for _words, module, _help in COMMANDS} | set(COMPOSITION)
 
 
 def modules() -> dict[str, Path]:
@@ -60,7 +57,7 @@ class Layer:
 
 
 def layer_of(module: str) -> Layer:
-    if module in COMMAND_MODULES:
+    if module in ENTRY_POINTS or module.startswith("iotpipe.commands"):
         return Layer(2)
     for part in PARTS:
         if module == f"iotpipe.{part}" or module.startswith(f"iotpipe.{part}."):
@@ -138,9 +135,13 @@ def test_dashboard_blueprints_do_not_import_each_other() -> None:
     assert not wrong, "blueprints share through a module below them:\n" + "\n".join(wrong)
 
 
-def test_every_named_top_module_exists() -> None:
-    """A renamed command or composition module must not fall out of the rule unnoticed."""
-    assert not COMMAND_MODULES - set(modules())
+def test_every_command_lives_in_the_commands_package() -> None:
+    """A sub-command's module is found where the commands are, and exists (a renamed one
+    must not fall out of the table unnoticed); so are the entry points."""
+    found = set(modules())
+    elsewhere = [m for _w, m, _h in COMMANDS if not m.startswith("iotpipe.commands.")]
+    assert not elsewhere, f"commands outside iotpipe/commands/: {elsewhere}"
+    assert not ({m for _w, m, _h in COMMANDS} | set(ENTRY_POINTS)) - found
 
 
 def test_architecture_doc_names_every_command_and_shared_module() -> None:

@@ -121,8 +121,11 @@ def test_iotpipe_up_works_from_inside_the_clone_with_either_install(
     kind: str, wheelhouse: Path, procs: Procs, tmp_path: Path, timings: dict[str, float]
 ) -> None:
     clone = _clone(tmp_path / "clone")
-    # What made `python -m iotpipe` crash here: a bare iotpipe/ without the mapped parts.
-    assert (clone / "iotpipe").is_dir() and not (clone / "iotpipe" / "dashboard").exists()
+    # What made `python -m iotpipe` crash here once: a clone's iotpipe/ shadowing the installed
+    # package without the parts mapped in from elsewhere. Only the firmware is mapped now.
+    assert (clone / "iotpipe" / "dashboard").is_dir() and not (
+        clone / "iotpipe" / "firmware"
+    ).exists()
     started = time.monotonic()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -162,6 +165,13 @@ def test_iotpipe_up_works_from_inside_the_clone_with_either_install(
     assert all(isinstance(v, int | float) for v in last["metrics"].values()), last
 
     assert "Traceback" not in up.output() and "ModuleNotFoundError" not in up.output()
+    # `python -m iotpipe` in the clone imports the clone's iotpipe/ first: it finds the firmware.
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "from iotpipe.board.virtual import firmware_dir; print(firmware_dir())"],
+        cwd=clone, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert found.returncode == 0 and Path(found.stdout.strip(), "main.py").is_file(), found
     assert up.stop(signal.SIGINT, timeout=60) == 0, up.output()
     logs = "".join(p.read_text(errors="replace") for p in data.rglob("*.log"))
     assert logs and "ModuleNotFoundError" not in logs, logs[-2000:]

@@ -315,11 +315,11 @@ def _board(broker: Broker, device: str) -> tuple[str, str]:
 
 
 def test_the_locked_config_names_the_pid_file_that_reload_reads(tmp_path: Path) -> None:
-    from iotpipe.broker import command, reload
+    from iotpipe.broker import mosquitto, reload
 
-    text = command.render_config(1883, "127.0.0.1", tmp_path)
+    text = mosquitto.render_config(1883, "127.0.0.1", tmp_path)
     assert f"pid_file {reload.pid_path(tmp_path)}\n" in text
-    assert "pid_file" not in command.render_config(1883, "127.0.0.1", tmp_path, insecure=True)
+    assert "pid_file" not in mosquitto.render_config(1883, "127.0.0.1", tmp_path, insecure=True)
 
 
 def test_a_board_added_while_the_broker_runs_logs_in_without_a_restart(locked: Broker) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import paho.mqtt.publish as publish
 import pytest
 
+from iotpipe.commands.export import moment
+from iotpipe.commands.sub import Formatter
 from iotpipe.dashboard.export_rows import BATCH
 from iotpipe.dashboard.sqlite_store import SQLiteStore
-from iotpipe.export import moment
-from iotpipe.sub import Formatter
 from iotpipe.topics import Telemetry
 from tests.conftest import Broker, free_port
 

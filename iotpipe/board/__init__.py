@@ -1,1 +1,1 @@
-"""Host-side tools for boards: the virtual board, deploy, port discovery."""
+"""Host-side tools for boards: the virtual board, deploying the firmware, a board's login."""

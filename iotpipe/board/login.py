@@ -9,18 +9,12 @@ the ACL, and makes a running broker reload them (``iotpipe/broker/reload.py``).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from iotpipe import wire
 from iotpipe.board.wifi import is_loopback
 from iotpipe.broker import auth, reload
 from iotpipe.errors import UserError
-from iotpipe.settings import add_settings
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_settings(parser, "device-id", "data", "log-level", required=("device-id",))
 
 
 def make_login(data: Path, device: str, show: bool = True) -> tuple[auth.Credentials, Path]:
@@ -46,14 +40,6 @@ def make_login(data: Path, device: str, show: bool = True) -> tuple[auth.Credent
         print(f"board {device} already has an MQTT login: user {creds.user}, password in {path}")
     print(reload.reload(folder, "the new login").message)
     return creds, path
-
-
-def run(args: argparse.Namespace) -> int:
-    _creds, path = make_login(Path(args.data), args.device_id)
-    print(
-        f"put it on the board with `iotpipe board deploy --transport mqtt --board-login {path} …`"
-    )
-    return 0
 
 
 def for_deploy(

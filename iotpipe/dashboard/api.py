@@ -125,16 +125,16 @@ def export_csv(device: str) -> Response:
 @bp.post("/api/devices/<device>/commands")
 def command(device: str) -> Response | tuple[Response, int]:
     """Send a command to the board through the bridge and return its answer."""
-    from iotpipe.dashboard.commands import Busy, NoAnswer, parse_command
+    from iotpipe.dashboard.board_requests import Busy, NoAnswer, parse_request
 
     row = _known_device(device)
     s = current_services()
     body = request.get_json(silent=True)
-    cmd = parse_command(body)
-    if s.commander is None or not s.mqtt_connected():
+    cmd = parse_request(body)
+    if s.board_requests is None or not s.mqtt_connected():
         return jsonify({"error": "not connected to the MQTT broker; try again shortly"}), 503
     try:
-        answer = s.commander.request(row.id, cmd, s.command_timeout)
+        answer = s.board_requests.request(row.id, cmd, s.command_timeout)
     except NoAnswer as exc:
         return jsonify({"error": str(exc)}), 504
     except Busy as exc:

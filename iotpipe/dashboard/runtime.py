@@ -24,7 +24,7 @@ from iotpipe.dashboard.alert_store import AlertStore
 from iotpipe.dashboard.alerts import Alerts
 from iotpipe.dashboard.app import create_app
 from iotpipe.dashboard.auth import load_token
-from iotpipe.dashboard.commands import Commander
+from iotpipe.dashboard.board_requests import BoardRequests
 from iotpipe.dashboard.ingest import Ingest
 from iotpipe.dashboard.live import Hub
 from iotpipe.dashboard.notify import Notifier
@@ -100,7 +100,7 @@ class Dashboard:
         ingest = Ingest(login, args.base_topic, ident, writer.put, counters, args.share_group)
         writer.ack = ingest.ack
         outputs = Outputs(login, f"{ident}-out", counters)
-        commander = Commander(outputs, args.base_topic, ident, counters)
+        board_requests = BoardRequests(outputs, args.base_topic, ident, counters)
         alerts = announce.alerts = Alerts(
             args.alerts,
             args.base_topic,
@@ -127,7 +127,7 @@ class Dashboard:
             },
             store_health=lambda: writer.health,
             subscribed=ingest.subscribed.is_set,
-            commander=commander,
+            board_requests=board_requests,
             command_timeout=args.command_timeout,
             alerts=alerts,
         )

@@ -15,7 +15,7 @@ from iotpipe.dashboard.writer import Health
 
 if TYPE_CHECKING:
     from iotpipe.dashboard.alerts import Alerts
-    from iotpipe.dashboard.commands import Commander
+    from iotpipe.dashboard.board_requests import BoardRequests
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Services:
     counters: Counters
     mqtt_connected: Callable[[], bool] = lambda: False
     gauges: Callable[[], dict[str, float]] = dict
-    commander: Commander | None = None
+    board_requests: BoardRequests | None = None
     command_timeout: float = 5.0
     alerts: Alerts | None = None
     store_health: Callable[[], Health] = lambda: Health("ok")

@@ -1,4 +1,5 @@
-"""Commands to a board, answered through the bridge or by a Wi-Fi board itself.
+"""The dashboard's requests to a board (``cmd`` in docs/protocol.md), answered through the
+bridge or by a Wi-Fi board itself.
 
 The dashboard publishes ``{"id", "cmd", "args", "reply_to"}`` to ``<base>/<device>/cmd``
 with a ResponseTopic (ours alone: ``<base>/dashboard/<client-id>/reply``) and
@@ -42,12 +43,12 @@ class Busy(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class BoardRequest:
     cmd: str
     args: dict[str, Any]
 
 
-def parse_command(body: Any) -> Command:
+def parse_request(body: Any) -> BoardRequest:
     """The POST body: ``{"cmd": "read", "args": {...}}`` with ``args`` optional."""
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object such as {"cmd": "read"}')
@@ -60,7 +61,7 @@ def parse_command(body: Any) -> Command:
     unknown = set(body) - {"cmd", "args"}
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
-    return Command(cmd, args)
+    return BoardRequest(cmd, args)
 
 
 @dataclass
@@ -83,7 +84,7 @@ def _answer(payload: bytes) -> dict[str, Any]:
     return {"id": obj.get("id"), "ok": False, "error": str(obj.get("error", ""))[:500]}
 
 
-class Commander:
+class BoardRequests:
     def __init__(self, outputs: Outputs, base: str, client_id: str, counters: Counters):
         self.outputs = outputs
         self.base = base
@@ -105,7 +106,7 @@ class Commander:
         waiting.answer = answer
         waiting.done.set()
 
-    def request(self, device: str, command: Command, timeout: float) -> dict[str, Any]:
+    def request(self, device: str, command: BoardRequest, timeout: float) -> dict[str, Any]:
         request_id = secrets.token_hex(8)
         correlation = request_id.encode()
         waiting = _Waiting(threading.Event())

@@ -49,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def check_mosquitto(args: argparse.Namespace) -> Check:
-    from iotpipe.broker.command import find_mosquitto
+    from iotpipe.broker.mosquitto import find_mosquitto
 
     try:
         binary = find_mosquitto(args.mosquitto)

@@ -1,14 +1,10 @@
-"""`iotpipe broker`: run the real Mosquitto with the project's configuration.
+"""The real Mosquitto's configuration for `iotpipe broker` (``iotpipe/commands/broker.py``).
 
 The listener and the persistence path differ per machine, so they are written into a small
 main file in the data directory, which includes the shared settings in ``iotpipe/broker/conf.d``.
-Mosquitto then replaces this process (``exec``), so it gets SIGINT/SIGTERM itself and
-saves its state on the way out, exactly as it does under systemd or docker.
 
 Locked down unless ``--insecure on``: no anonymous clients, a password and an ACL per role
 (``iotpipe/broker/auth.py``); ``--tls-port`` adds an mqtts:// listener (``iotpipe/broker/tls.py``).
-``--setup-only`` writes those files and exits, for a Mosquitto started by something else
-(docker compose's init service prepares the official image's broker this way).
 """
 
 from __future__ import annotations
@@ -17,12 +13,10 @@ import argparse
 import getpass
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from iotpipe.broker import auth, tls
 from iotpipe.errors import UserError
-from iotpipe.settings import add_settings
 
 CONF_DIR = Path(__file__).resolve().parent / "conf.d"
 SUB_OPTIONS = "mosquitto_sub"  # the name mosquitto_sub looks for in $XDG_CONFIG_HOME
@@ -120,56 +114,3 @@ def write_config(args: argparse.Namespace) -> tuple[Path, list[auth.Credentials]
     except OSError as exc:
         raise _unwritable(args.data, exc) from None
     return path, made
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_settings(
-        parser, "port", "bind", "data", "base-topic", "ha-prefix", "insecure", "tls-port",
-        "tls-name", "mosquitto", "log-level",
-    )  # fmt: skip
-    # An action, not a setting: IOTPIPE_SETUP_ONLY in a shared .env would stop every broker.
-    parser.add_argument(
-        "--setup-only",
-        action="store_true",
-        help="write the credentials, password file, ACL (and TLS files) into --data and exit, "
-        "without Mosquitto — for a broker that runs elsewhere, e.g. docker compose's",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.setup_only:
-        made, _listener = prepare(args)
-        _say_where(made, args.data)
-        return 0
-    binary = find_mosquitto(args.mosquitto)
-    config, made = write_config(args)
-    if args.insecure:
-        print(
-            "iotpipe broker: INSECURE mode — no passwords, anyone may publish and read",
-            file=sys.stderr,
-            flush=True,
-        )
-    _show_once(made, args.data)
-    os.execv(binary, [binary, "-c", str(config)])
-
-
-def _say_where(made: list[auth.Credentials], data: Path) -> None:
-    """Setup runs as a one-shot job whose log is kept (`docker compose logs`): name the
-    users and the folder, never the passwords."""
-    folder = auth.credentials_dir(data).resolve()
-    users = ", ".join(c.user for c in made) or "none"
-    print(
-        f"iotpipe broker: set up {data}; MQTT users made now: {users}; passwords in {folder}",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def _show_once(made: list[auth.Credentials], data: Path) -> None:
-    """The passwords are printed this once; afterwards they are only in the 0600 files."""
-    if not made:
-        return
-    folder = auth.credentials_dir(data).resolve()
-    lines = [f"iotpipe broker: created MQTT users (passwords also in {folder}, mode 0600):"]
-    lines += [f"  {c.role:<9} user {c.user}  password {c.password}" for c in made]
-    print("\n".join(lines), file=sys.stderr, flush=True)

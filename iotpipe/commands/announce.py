@@ -18,10 +18,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from iotpipe import transport
-from iotpipe.announcer import Announcer
 from iotpipe.bridge import discovery
 from iotpipe.bridge.translate import Message
 from iotpipe.broker import auth
+from iotpipe.commands.announcer import Announcer
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import SETTINGS as LOGIN_SETTINGS
 from iotpipe.mqttlogin import Login, LoginFailed, connect, fill_credentials

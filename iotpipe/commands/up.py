@@ -29,10 +29,10 @@ from pathlib import Path
 
 from iotpipe.broker import auth
 from iotpipe.broker.auth import Credentials
+from iotpipe.commands.supervise import Child, Supervisor, iotpipe_argv
 from iotpipe.endpoints import HostPort
 from iotpipe.errors import UserError
 from iotpipe.settings import add_settings
-from iotpipe.supervise import Child, Supervisor, iotpipe_argv
 
 FIRST_READING_TIMEOUT_S = 20.0
 
