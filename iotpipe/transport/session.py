@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[mqtt.MQTTMessage], None]
 ROUTES_CACHED = 10_000  # topics already matched to their handler: one per device and kind
+_UNMATCHED = object()  # a topic not in the cache yet (None there: no handler wants it)
 
 
 def _matchable(topic_filter: str) -> str:
@@ -50,7 +51,7 @@ class Session:
         self.on_down: Callable[[ReasonCode, bool], None] = lambda reason, was_up: None
         """Told of every disconnect (or failed attempt), and whether we had been connected."""
         self._handlers: dict[str, tuple[str, Handler, int]] = {}
-        self._routes: dict[str, Handler | None] = {}
+        self._routes: dict[str, Handler | None] = {}  # filled on paho's thread only
         self._lock = threading.Lock()
         self._pending: dict[int, list[str]] = {}
         self._granted: set[str] = set()
@@ -76,8 +77,8 @@ class Session:
                 self._pending[mid] = [f for f, _ in wanted]
 
     def _route(self, topic: str) -> Handler | None:
-        route = self._routes.get(topic, self)
-        if route is not self:
+        route = self._routes.get(topic, _UNMATCHED)
+        if route is not _UNMATCHED:
             return route  # type: ignore[return-value]
         with self._lock:
             found = next(
