@@ -1,18 +1,23 @@
 """MQTT ingest: subscribe, validate each message where it enters, hand it to the writer.
 
-A session of ``iotpipe.transport``: MQTT 5, QoS 1 and a persistent session (clean start
-off, a long session expiry, a client id stable for the data directory), so readings
-published while the dashboard restarts wait in the broker instead of being lost. Driven by
+A session of ``iotpipe.transport``: MQTT 3.1.1, QoS 1 and a persistent session (clean
+session off, a client id stable for the data directory), so readings published while the
+dashboard restarts wait in the broker instead of being lost. 3.1.1 because ingest needs no
+properties (the dashboard's requests and their answers go by ``outputs``, on MQTT 5), and
+paho then decodes no properties per PUBLISH: about a third less CPU per reading
+(docs/benchmarks.md, Dashboard). Driven by
 the transport's ``NetworkThread`` (reads message after message per wake-up), which
 reconnects with backoff and keeps retrying when the broker is not there at start-up; the
 HTTP side serves history meanwhile. A malformed message is counted by reason and logged
 sparsely (a flood of garbage must not flood the log), never raised.
 
 ``manual_ack`` makes paho leave each QoS 1 PUBACK to us (``Client.ack``): the writer
-acknowledges a message only after the transaction holding it committed. MQTT 5's Receive
-Maximum (``RECEIVE_MAXIMUM``) is how many unacknowledged messages the broker may have
-handed us at once: a window large enough that a commit of a few thousand readings keeps the
-stream flowing, small enough that a store that cannot write holds little here.
+acknowledges a message only after the transaction holding it committed. How many
+unacknowledged messages the broker may have handed us at once is, for a 3.1.1 client, the
+broker's ``max_inflight_messages`` (10,000 in iotpipe's broker configuration): a window
+large enough that a commit of a few thousand readings keeps the stream flowing, small
+enough that a store that cannot write holds little here. The broker keeps the session
+while we are away for its ``persistent_client_expiration`` (30 days there).
 
 Every message goes to the writer with its acknowledgement token, also one rejected here
 (without an item) and a board event (handed to ``on_event`` first), and the writer
@@ -37,11 +42,10 @@ from iotpipe.counters import Counters
 from iotpipe.dashboard import fasttelemetry
 from iotpipe.dashboard.payloads import parse_meta, parse_status
 from iotpipe.dashboard.writer import Item, Token
-from iotpipe.transport import SESSION_EXPIRY_S, Login, NetworkThread, Options, Session
+from iotpipe.transport import MQTT311, SESSION_EXPIRY_S, Login, NetworkThread, Options, Session
 
 log = logging.getLogger(__name__)
 
-RECEIVE_MAXIMUM = 1000
 FUTURE_LIMIT_S = 3600.0
 """A reading stamped further ahead of our clock than this is refused (``ts_in_future``):
 its receipt time is wrong, and kept it would sort after every true reading and outlive
@@ -53,8 +57,8 @@ TOPIC_CACHE = 10_000
 def options(login: Login) -> Options:
     return Options(
         login,
-        session_expiry_s=SESSION_EXPIRY_S,
-        receive_maximum=RECEIVE_MAXIMUM,
+        protocol=MQTT311,
+        session_expiry_s=SESSION_EXPIRY_S,  # 3.1.1: persistent, for as long as the broker keeps it
         manual_ack=True,
     )
 

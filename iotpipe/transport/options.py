@@ -55,10 +55,13 @@ class Options:
     """Everything about a connection but the client id.
 
     ``session_expiry_s`` > 0 makes the session persistent: clean start off, kept that long
-    by the broker. ``fresh_first`` starts that session fresh at the first connect and
-    resumes it on reconnects (a short-lived watcher that must not inherit an old one).
-    ``receive_maximum`` with ``manual_ack`` lets the application acknowledge QoS 1
-    messages (``Client.ack``) after it has kept them, with that many in flight at most.
+    by the broker (MQTT 3.1.1: clean session off, kept for the broker's
+    ``persistent_client_expiration``). ``fresh_first`` starts that session fresh at the
+    first connect and resumes it on reconnects (a short-lived watcher that must not
+    inherit an old one).
+    ``manual_ack`` lets the application acknowledge QoS 1 messages (``Client.ack``) after
+    it has kept them; ``receive_maximum`` (MQTT 5) bounds how many are in flight (3.1.1:
+    the broker's ``max_inflight_messages`` does).
     """
 
     login: Login
