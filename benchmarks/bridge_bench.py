@@ -3,7 +3,9 @@
 
     .venv/bin/python benchmarks/bridge_bench.py [--lines N] [--qos 0 1] [--repeat 3]
 
-Each run starts its own Mosquitto on a free loopback port. A writer thread pushes N
+Each run starts its own Mosquitto on a free loopback port. Beside the two, the same lines
+go through ``paho_lines.py``: ``mosquitto_pub -l`` in Python on paho's public API with
+nothing parsed, the ceiling of any bridge built on it. A writer thread pushes N
 reading lines into the pty master as fast as the reader takes them; ``mosquitto_sub -C N``
 (C, so the subscriber is never the bottleneck) counts them out. The time is from the first
 line written to the last one received; the bridge's CPU time over the same span and its
@@ -14,7 +16,9 @@ Not a test: the figures depend on the machine (see docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -50,6 +54,15 @@ class Pty:
         tty.setraw(self.slave)
         self.link = link
         link.symlink_to(os.ttyname(self.slave))
+
+    def wait_for_reader(self, timeout: float) -> None:
+        """Until the program on the other side has opened the port: the bridge writes its
+        first requests (info, replay) then. A line written before would be lost, as
+        pyserial empties the input buffer when it opens a port."""
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            raise SystemExit(f"bridge_bench: nothing opened {self.link} in {timeout:.0f} s")
+        os.read(self.master, 65536)
 
     def write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -87,21 +100,28 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_mosquitto_pub(tmp: Path, port: int, n: int, qos: int) -> float:
+def run_lines_tool(tmp: Path, port: int, n: int, qos: int, python: bool) -> tuple[float, float]:
+    """``mosquitto_pub -l`` (or paho_lines.py, the same in Python on paho) on a pty:
+    readings per second and CPU µs per reading."""
     tmp.mkdir()
     pty = Pty(tmp / f"pub-{qos}.tty")
     topic = f"bench/pub{qos}"
-    pub = subprocess.Popen(
-        ["mosquitto_pub", "-p", str(port), "-t", topic, "-q", str(qos), "-l"],
-        stdin=pty.slave,
-    )
+    argv = ["mosquitto_pub", "-p", str(port), "-t", topic, "-q", str(qos), "-l"]
+    if python:
+        argv = [sys.executable, str(Path(__file__).with_name("paho_lines.py"))]
+        argv += [str(port), topic, str(qos)]
+    pub = subprocess.Popen(argv, stdin=pty.slave)
     try:
         sub = subscriber(port, topic, n, qos)
+        if python:
+            time.sleep(0.5)  # the interpreter starts and connects
+        cpu_before = cpu_s(pub.pid)
         elapsed = timed(pty, sub, b"".join(line(i) for i in range(n)))
+        cpu = cpu_s(pub.pid) - cpu_before
     finally:
         pub.terminate()
         pub.wait(10)
-    return n / elapsed
+    return n / elapsed, cpu / n * 1e6
 
 
 def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float, float]:
@@ -118,12 +138,18 @@ def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float, fl
     try:
         topic = f"iotpipe/{DEVICE}/telemetry"
         warm = subscriber(port, topic, 1, qos)
-        time.sleep(1.0)  # the bridge opens the port and connects
-        pty.write_all(line(0))
-        warm.wait(30)
+        pty.wait_for_reader(60)
+        first = 0
+        while warm.poll() is None:  # until one gets through: the bridge is connected
+            pty.write_all(line(first))
+            first += 1
+            if first > 60:
+                raise SystemExit("bridge_bench: no reading came through the bridge in 60 s")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                warm.wait(1)
         sub = subscriber(port, topic, n, qos)
         cpu_before = cpu_s(bridge.pid)
-        elapsed = timed(pty, sub, b"".join(line(i) for i in range(1, n + 1)))
+        elapsed = timed(pty, sub, b"".join(line(first + i) for i in range(n)))
         cpu = cpu_s(bridge.pid) - cpu_before
         rss = peak_rss_mb(bridge.pid)
     finally:
@@ -151,27 +177,39 @@ def main() -> None:
             time.sleep(0.5)
             print(f"{args.lines} readings of {len(line(1))} bytes, {os.cpu_count()} CPUs")
             for qos in args.qos:
+                before = os.getloadavg()[0]
                 compare(tmp, port, args.lines, qos, args.repeat)
+                print(f"       load average {before:.1f} -> {os.getloadavg()[0]:.1f}")
         finally:
             broker.terminate()
             broker.wait(10)
 
 
 def compare(tmp: Path, port: int, lines: int, qos: int, repeat: int) -> None:
-    c_rates, b_rates, cpus, rss = [], [], [], 0.0
+    c_rates, p_rates, p_cpus, b_rates, cpus, rss = [], [], [], [], [], 0.0
     for run in range(repeat):
-        c_rates.append(run_mosquitto_pub(tmp / f"pub-q{qos}-{run}", port, lines, qos))
+        c_rates.append(run_lines_tool(tmp / f"pub-q{qos}-{run}", port, lines, qos, False)[0])
+        rate, cpu = run_lines_tool(tmp / f"paho-q{qos}-{run}", port, lines, qos, True)
+        p_rates.append(rate)
+        p_cpus.append(cpu)
         rate, cpu, peak = run_bridge(tmp / f"bridge-q{qos}-{run}", port, lines, qos)
         b_rates.append(rate)
         cpus.append(cpu)
         rss = max(rss, peak)
     c_rate, b_rate = statistics.median(c_rates), statistics.median(b_rates)
+    p_rate = statistics.median(p_rates)
     ratios = ", ".join(f"{b / c:.2f}" for b, c in zip(b_rates, c_rates, strict=True))
+    p_ratios = ", ".join(f"{p / c:.2f}" for p, c in zip(p_rates, c_rates, strict=True))
     spool = "spool on" if qos else "no spool"
     print(
         f"QoS {qos}: mosquitto_pub -l {c_rate:>9,.0f}/s | bridge ({spool}) {b_rate:>9,.0f}/s"
         f" | ratio {b_rate / c_rate:.2f} (runs {ratios})"
         f" | bridge CPU {statistics.median(cpus):.1f} µs/reading | peak RSS {rss:.0f} MB"
+    )
+    print(
+        f"       paho_lines.py (paho alone, no parsing) {p_rate:>9,.0f}/s"
+        f" | ratio {p_rate / c_rate:.2f} (runs {p_ratios})"
+        f" | CPU {statistics.median(p_cpus):.1f} µs/reading"
     )
 
 

@@ -77,6 +77,7 @@ class Setting:
     help: str
     parse: Callable[[str], Any] = str
     metavar: str | None = None
+    repeat: bool = False  # the flag may be given again; the environment lists with commas
 
     @property
     def flag(self) -> str:
@@ -93,9 +94,11 @@ _TABLE = [
     Setting(
         "serial",
         None,
-        "the board's serial port: path, pyserial URL, `auto` or USB serial number",
+        "a board's serial port: path, pyserial URL, `auto` (every board found, also later) "
+        "or USB serial number; repeat the flag, or separate with commas, for several",
         str,
         "PORT",
+        repeat=True,
     ),
     Setting("baud", 115200, "serial baud rate", _count(50, 4_000_000), "BAUD"),
     Setting("http", "127.0.0.1:8080", "where the dashboard listens", parse_host_port, "HOST:PORT"),
@@ -206,7 +209,8 @@ _TABLE = [
     Setting(
         "spool",
         None,
-        "bridge: its on-disk spool of readings (default: DATA/spool/PORT-NAME)",
+        "bridge with one --serial: that port's on-disk spool of readings (default, and with "
+        "several ports: each port's DATA/spool/PORT-NAME)",
         Path,
         "DIR",
     ),
@@ -302,11 +306,41 @@ def add_settings(
             setting.flag,
             dest=name.replace("-", "_"),
             type=_named(setting),
-            default=default,
+            default=_listed(setting, default),
             required=name in required and default is None,
             metavar=setting.metavar,
             help=_help(setting, default if source else None, source, name in required),
+            action=_Repeated if setting.repeat else "store",
         )
+
+
+class _Repeated(argparse.Action):
+    """Each use adds its comma-separated values; the first replaces the default (from the
+    environment, the config file or the table), so a flag overrides those as it does for
+    every setting."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        current = getattr(namespace, self.dest)
+        given = values.split(",") if isinstance(values, str) else [values]
+        kept = [] if current is self.default else current
+        setattr(namespace, self.dest, [*kept, *(v.strip() for v in given if v.strip())])
+
+
+def _listed(setting: Setting, default: str | None) -> Any:
+    """A repeated setting's default from the environment or the file: its comma-separated
+    values, each parsed."""
+    if not setting.repeat or default is None:
+        return default
+    try:
+        return [setting.parse(part.strip()) for part in default.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UserError(f"{setting.name} = {default!r}: {exc}") from None
 
 
 def taken(parser: argparse.ArgumentParser) -> frozenset[str]:

@@ -7,6 +7,9 @@ import json
 import sqlite3
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from iotpipe import wire
 from iotpipe.bridge.continuity import (
     BEYOND_RING,
@@ -168,3 +171,54 @@ def test_a_replay_refused_because_one_still_runs_is_asked_again_not_reported() -
     assert len(board.lines) == 1
     continuity.admit("d", BOOT, 17, 1, now=2)
     assert len(board.lines) == 2 and board.lines[-1]["args"] == {"boot": BOOT, "after": 9}
+
+
+def _state(continuity: Continuity, board: Board, counters: Counters) -> tuple[object, ...]:
+    asked = [{k: v for k, v in line.items() if k != "id"} for line in board.lines]
+    replay = continuity.replay
+    return (
+        continuity.marks,
+        continuity.above,
+        list(continuity.seen.items()),
+        continuity.dirty,
+        continuity.origin,
+        continuity.hole_origin,
+        continuity.gaps,
+        continuity.staged_seen(),
+        asked,
+        None if replay is None else (replay.boot, replay.after, replay.deadline),
+        counters.snapshot(),
+    )
+
+
+_BATCHES = st.lists(
+    st.tuples(
+        st.sampled_from([BOOT, "0a1b2c3e"]),
+        st.lists(st.tuples(st.integers(0, 40), st.integers(0, 2)), max_size=12),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(-1, 20), st.sets(st.integers(0, 30)), st.booleans(), _BATCHES)
+def test_a_batch_admitted_at_once_ends_as_one_admitted_reading_by_reading(
+    mark: int,
+    spooled: set[int],
+    replay_asked: bool,
+    batches: list[tuple[str, list[tuple[int, int]]]],
+) -> None:
+    """Runs in order, duplicates, conflicts, holes and a new boot: the same verdicts and
+    the same state either way, from a spool's marks and identities, with or without a
+    replay running."""
+    one, many = _continuity(), _continuity()
+    seen = [Seen(("d", BOOT, seq), 0) for seq in sorted(spooled)]
+    for continuity, _board, _counters in (one, many):
+        continuity.load({"d": Mark(BOOT, mark)} if mark >= 0 else {}, seen, RESTART)
+        if replay_asked:
+            continuity.ask("d", now=0)
+        continuity.begin()
+    for now, (boot, readings) in enumerate(batches):
+        verdicts = [one[0].admit("d", boot, seq, digest, now) for seq, digest in readings]
+        assert many[0].admit_many("d", boot, readings, now) == verdicts
+        assert _state(*many) == _state(*one)

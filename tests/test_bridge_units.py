@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from iotpipe import settings, wire
-from iotpipe.bridge import discovery, ports
-from iotpipe.bridge.fastpath import FastReadings
+from iotpipe.bridge import discovery, names, ports
 from iotpipe.bridge.outbox import KEEP_ACKED_S, Outbox
 from iotpipe.bridge.requests import (
     Request,
@@ -26,7 +26,7 @@ from iotpipe.bridge.spool import Spool
 from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 from iotpipe.counters import Counters
-from tests.conftest import VECTORS
+from iotpipe.settings import add_settings
 
 
 @dataclass
@@ -43,10 +43,6 @@ PLUGGED = [
 ]
 
 
-def test_serial_auto_picks_the_first_port_of_a_known_board_vendor() -> None:
-    assert ports.resolve("auto", lambda: PLUGGED) == "/dev/ttyACM0"
-
-
 def test_serial_number_finds_the_board_wherever_it_enumerated() -> None:
     moved = [FakePort("/dev/ttyACM3", 0x2E8A, "E66038B7133A2D2F")]
     assert ports.resolve("E66038B7133A2D2F", lambda: PLUGGED) == "/dev/ttyACM0"
@@ -58,8 +54,47 @@ def test_paths_and_urls_are_used_as_given_and_absent_boards_are_reported() -> No
         assert ports.resolve(spec, lambda: []) == spec
     with pytest.raises(ports.PortNotFound, match="serial number"):
         ports.resolve("nope", lambda: PLUGGED)
-    with pytest.raises(ports.PortNotFound, match="known board vendor"):
-        ports.resolve("auto", lambda: [FakePort("/dev/ttyS0")])
+
+
+def test_auto_expands_to_every_board_by_serial_number_without_repeating_a_named_one() -> None:
+    plugged = [*PLUGGED, FakePort("/dev/ttyACM1", 0x303A, None)]
+    assert ports.expand(["auto"], lambda: plugged) == ["E66038B7133A2D2F", "/dev/ttyACM1", "0001"]
+    named = ["/dev/ttyUSB1", "auto", "E66038B7133A2D2F"]
+    assert ports.expand(named, lambda: plugged) == [*named[::2], "/dev/ttyACM1"]
+    assert ports.expand(["/dev/ttyS0", "/dev/ttyS0"], lambda: plugged) == ["/dev/ttyS0"]
+    assert ports.expand(["auto"], lambda: [FakePort("/dev/ttyS0")]) == []  # not a board
+
+
+def test_the_first_board_auto_finds_takes_over_the_spool_auto_had(tmp_path: Path) -> None:
+    legacy = tmp_path / names.port_name("auto")
+    legacy.mkdir()
+    (legacy / "spool.sqlite").write_bytes(b"readings")
+    first = names.spool_for(tmp_path, "E66038B7133A2D2F", found_by_auto=True)
+    assert (first / "spool.sqlite").read_bytes() == b"readings"
+    assert not legacy.exists()
+    second = names.spool_for(tmp_path, "0001", found_by_auto=True)
+    assert second == tmp_path / names.port_name("0001") and not second.exists()
+    # A port named on the command line keeps the name one bridge per port gave it.
+    assert names.spool_for(tmp_path, "/dev/ttyUSB1", False).name == names.port_name("/dev/ttyUSB1")
+
+
+def test_serial_may_be_repeated_or_comma_separated_and_a_flag_overrides_the_environment(
+    isolated_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def parse(*argv: str) -> list[str]:
+        parser = argparse.ArgumentParser(prog="iotpipe bridge")
+        add_settings(parser, "serial")
+        found: list[str] = parser.parse_args(argv).serial
+        return found
+
+    monkeypatch.setenv("IOTPIPE_SERIAL", "/dev/ttyACM0, /dev/ttyACM1")
+    assert parse() == ["/dev/ttyACM0", "/dev/ttyACM1"]
+    assert parse("--serial", "auto") == ["auto"]
+    assert parse("--serial", "/dev/a", "--serial", "/dev/b,/dev/c") == [
+        "/dev/a",
+        "/dev/b",
+        "/dev/c",
+    ]
 
 
 def test_spool_keeps_rows_across_reopening_and_never_reuses_an_id(tmp_path: Path) -> None:
@@ -256,44 +291,18 @@ def test_the_meta_carries_the_boards_decimals_only_when_it_states_them() -> None
     assert "decimals" not in older  # older firmware did not say: no guess either
 
 
-VECTOR_DATA = json.loads(VECTORS.read_text())
-
-
-def _raw(vector: dict[str, Any]) -> bytes:
-    return bytes.fromhex(vector["line_hex"]) if "line_hex" in vector else vector["line"].encode()
-
-
-def _taught(raw: bytes) -> FastReadings:
-    """A fast path that learned the most it could from valid lines of the same board."""
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        obj = {}
-    obj = obj if isinstance(obj, dict) else {}
-    device, boot, metrics = obj.get("device"), obj.get("boot"), obj.get("metrics")
-    fast = FastReadings()
-    ok = isinstance(device, str) and wire.DEVICE_ID_RE.fullmatch(device)
-    fast.device = device if ok else "dev"
-    ok = isinstance(boot, str) and wire.BOOT_ID_RE.fullmatch(boot)
-    fast.boot = boot if ok else "0a1b2c3d"
-    names = metrics if isinstance(metrics, dict) else {}
-    fast.names = frozenset(n for n in names if isinstance(n, str) and wire.METRIC_RE.fullmatch(n))
-    return fast
-
-
-@pytest.mark.parametrize("vector", VECTOR_DATA["invalid"], ids=lambda v: v["name"])
-def test_the_fast_path_never_accepts_what_the_parser_rejects(vector: dict[str, Any]) -> None:
-    raw = _raw(vector)
-    assert _taught(raw).telemetry(raw.rstrip(b"\r"), 1.0) is None
-
-
-@pytest.mark.parametrize(
-    "vector",
-    [v for v in VECTOR_DATA["encode"] if v["kind"] == "reading"],
-    ids=lambda v: v["name"],
-)
-def test_the_fast_path_gives_the_same_telemetry_as_the_parser(vector: dict[str, Any]) -> None:
-    raw = vector["line"].encode()
-    reading = wire.parse_line(raw)
-    expected = Translator("iotpipe").message(reading, "x", 1763700000.12345).payload
-    assert _taught(raw).telemetry(raw, 1763700000.12345) == (reading.seq, expected)  # type: ignore[union-attr]
+def test_device_parses_and_keeps_state_but_does_no_io() -> None:
+    """Data flows one way (docs/architecture.md): device.py returns messages and effects as
+    values; link.py alone talks MQTT and writes to the port."""
+    source = (Path(__file__).resolve().parent.parent / "iotpipe/bridge/device.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    io = ("paho", "serial", "socket", "select", "sqlite3", "iotpipe.bridge.publisher")
+    io += ("iotpipe.bridge.mqttio", "iotpipe.bridge.portio", "iotpipe.bridge.portretry")
+    io += ("iotpipe.bridge.link", "iotpipe.bridge.outbox", "iotpipe.bridge.storage")
+    found = {name for name in imported if name.split(".")[0] in io or name.startswith(io)}
+    assert not found, f"device.py must not do I/O: it imports {sorted(found)}"

@@ -208,10 +208,12 @@ def test_boards_are_found_by_path_by_serial_number_or_missed_by_auto(
     plugged = [SimpleNamespace(device=str(tty), vid=0x10C4, pid=0xEA60, serial_number="0001")]
     monkeypatch.setattr(serialports, "_comports", lambda: plugged)
     assert doctor.check_boards(SimpleNamespace(serial=None)).detail == f"found {tty}"
-    assert doctor.check_boards(SimpleNamespace(serial="0001")).level == doctor.OK
-    assert doctor.check_boards(SimpleNamespace(serial=str(tty))).level == doctor.OK
-    assert doctor.check_boards(SimpleNamespace(serial="socket://h:1")).level == doctor.OK
-    assert doctor.check_boards(SimpleNamespace(serial="0002")).level == doctor.FAIL
+    assert doctor.check_boards(SimpleNamespace(serial=["0001"])).level == doctor.OK
+    assert doctor.check_boards(SimpleNamespace(serial=[str(tty)])).level == doctor.OK
+    assert doctor.check_boards(SimpleNamespace(serial=["socket://h:1"])).level == doctor.OK
+    assert doctor.check_boards(SimpleNamespace(serial=["0002"])).level == doctor.FAIL
+    assert doctor.check_boards(SimpleNamespace(serial=["0001", str(tty)])).level == doctor.OK
+    assert doctor.check_boards(SimpleNamespace(serial=["0001", "0002"])).level == doctor.FAIL
     plugged.clear()
     assert doctor.check_boards(SimpleNamespace(serial=None)).level == doctor.WARN
-    assert doctor.check_boards(SimpleNamespace(serial="auto")).level == doctor.FAIL
+    assert doctor.check_boards(SimpleNamespace(serial=["auto"])).level == doctor.FAIL

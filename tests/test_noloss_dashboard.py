@@ -225,7 +225,8 @@ def test_a_fresh_up_stores_every_board_from_its_first_reading(procs: Procs, tmp_
     )  # fmt: skip
     wait_until(lambda: "Press Ctrl-C" in up.output() or up.popen.poll() is not None, 180, "up")
     out = up.output()
-    assert out.index("✓ dashboard") < out.index("✓ virtual-1") < out.index("✓ bridge-1"), out
+    assert out.index("✓ dashboard") < out.index("✓ virtual-5") < out.index("✓ bridge "), out
+    assert out.count("✓ bridge") == 1 and "5 port(s)" in out, "one bridge for every board"
     base = f"http://127.0.0.1:{http_port}"
     devices = [f"virtual-{n}" for n in range(1, 6)]
 

@@ -97,7 +97,7 @@ def test_only_the_bridge_sees_devices_and_only_serial_ports() -> None:
         found = keys(unit)
         assert "Group" not in found, f"{unit.name}: Group= would re-own the StateDirectory"
         assert found["User"] == ["iotpipe"]
-        if unit.name.startswith("iotpipe-bridge@"):
+        if unit.name.startswith("iotpipe-bridge"):  # every board's, and the per-board template
             assert found["SupplementaryGroups"] == ["dialout"]
             assert found["DevicePolicy"] == ["closed"]
             assert sorted(found["DeviceAllow"]) == ["char-ttyACM rw", "char-ttyUSB rw"]
@@ -108,11 +108,13 @@ def test_only_the_bridge_sees_devices_and_only_serial_ports() -> None:
 
 
 def test_the_bridge_starts_after_the_dashboard_so_its_session_exists_first() -> None:
-    (bridge,) = [u for u in UNITS if u.name.startswith("iotpipe-bridge@")]
-    found = keys(bridge)
-    after = " ".join(found["After"]).split()
-    wants = " ".join(found["Wants"]).split()
-    assert "iotpipe-dashboard.service" in after and "iotpipe-dashboard.service" in wants
+    bridges = [u for u in UNITS if u.name.startswith("iotpipe-bridge")]
+    assert [u.name for u in bridges] == ["iotpipe-bridge.service", "iotpipe-bridge@.service"]
+    for bridge in bridges:
+        found = keys(bridge)
+        after = " ".join(found["After"]).split()
+        wants = " ".join(found["Wants"]).split()
+        assert "iotpipe-dashboard.service" in after and "iotpipe-dashboard.service" in wants
     assert "iotpipe-broker.service" in " ".join(
         keys(ROOT / "deploy/systemd/iotpipe-dashboard.service")["After"]
     )

@@ -45,6 +45,9 @@ def test_up_runs_the_whole_pipeline_and_ctrl_c_stops_every_part(
     out = up.output()
     assert "✓ broker" in out and "✓ dashboard" in out, out
     assert "first reading from virtual-1" in out and "first reading from virtual-2" in out
+    bridges = [line for line in _processes_using(data) if " bridge " in line]
+    assert len(bridges) == 1, "one bridge process serves both boards"
+    assert bridges[0].count("--serial") == 2, bridges
     assert f"http://127.0.0.1:{http_port}/" in out
     # the broker saved the dashboard's session as soon as it subscribed, not a minute later
     saved = data / "broker" / "mosquitto.db"

@@ -21,7 +21,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from iotpipe import wire
@@ -37,6 +37,7 @@ REPLAY_QUIET_S = 5.0  # no line for this long while a replay is asked: it is not
 NEW, DUPLICATE, CONFLICT = "new", "duplicate", "conflict"
 RESTART, SPOOL_FULL, BOARD, BEYOND_RING = "bridge_restart", "spool_full", "board", "beyond_ring"
 _UNKNOWN = ""  # a device no mark names: what came before its first reading is not ours
+SeqDigest = tuple[int, int]  # a reading of a board already known, as admit_many takes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +53,12 @@ class Gap:
         return self.last - self.first + 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Replay:
     id: str
     boot: str | None
     after: int
-    deadline: float
+    deadline: float  # moved on by every reading while the replay runs: not frozen
 
 
 def _holes(mark: int, held: list[int], top: int) -> list[tuple[int, int]]:
@@ -145,7 +146,7 @@ class Continuity:
     def admit(self, device: str, boot: str, seq: int, digest: int, now: float) -> str:
         """NEW (store it), DUPLICATE (drop it) or CONFLICT (drop it, it differs)."""
         if self.replay is not None:  # a long replay keeps its request alive
-            self.replay = replace(self.replay, deadline=now + REPLAY_QUIET_S)
+            self.replay.deadline = now + REPLAY_QUIET_S
         key = (device, boot, seq)
         known = self.seen.get(key)
         if known is not None:
@@ -180,6 +181,49 @@ class Continuity:
                 self._give_up(device)
         self.origin[device] = BOARD
         return NEW
+
+    def admit_many(
+        self, device: str, boot: str, readings: list[SeqDigest], now: float
+    ) -> list[str]:
+        """``admit`` for readings of one board in the order read, (seq, digest) each.
+
+        The usual reading is the one after the mark, with nothing held above it: for a
+        run of those only the identity is remembered, and the mark moves once at the end,
+        not once per reading. Any other reading goes through ``admit`` itself."""
+        verdicts: list[str] = []
+        if readings and self.replay is not None:  # a long replay keeps its request alive
+            self.replay.deadline = now + REPLAY_QUIET_S
+        seen = self.seen
+        top = self._in_order(device, boot)  # the mark's seq, if the next may come in order
+        for seq, digest in readings:
+            key = (device, boot, seq)
+            if top is not None and seq == top + 1 and key not in seen:
+                self._remember(key, digest)
+                top = seq
+                verdicts.append(NEW)
+                continue
+            if top is not None:
+                self._move_mark(device, boot, top)
+            verdicts.append(self.admit(device, boot, seq, digest, now))
+            top = self._in_order(device, boot)
+        if top is not None:
+            self._move_mark(device, boot, top)
+        return verdicts
+
+    def _in_order(self, device: str, boot: str) -> int | None:
+        mark = self.marks.get(device)
+        if mark is None or mark.boot != boot or self.above.get(device):
+            return None
+        return mark.seq
+
+    def _move_mark(self, device: str, boot: str, top: int) -> None:
+        """What ``admit`` does for the readings after the mark, once for a run of them."""
+        if top == self.marks[device].seq:
+            return
+        self.dirty.add(device)
+        self.above.setdefault(device, set())
+        self.marks[device] = Mark(boot, top)
+        self.origin[device] = BOARD
 
     def _remember(self, key: Identity, digest: int) -> None:
         self.seen[key] = digest

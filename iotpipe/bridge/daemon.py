@@ -1,16 +1,14 @@
-"""The bridge: wiring, and the one loop that runs it.
+"""The bridge: every port of the host in one process, and the one loop that runs them.
 
-Mechanism lives elsewhere (``serialside`` keeps the port open, ``device`` turns lines into
-messages, ``spool`` keeps readings on disk, ``outbox`` sends them, ``publisher`` talks MQTT
-through ``iotpipe.transport``). One thread waits in ``select`` on the port and both MQTT sockets and
-does what is ready — no thread hands a message to another, so nothing fights for the GIL
-per reading. Only a blocking MQTT connect and the optional metrics server have threads.
-A bad line is counted and never stops the loop; a lost port marks the device offline and
-is retried with backoff until it returns, at the same path or wherever it reappears.
-Each batch read from the port is stored in one spool transaction together with the marks
-``continuity`` moved; if that fails the marks go back, and the board is asked to replay.
-Every (re)opened port and every spool that opens (at start, after a disk was full or a
-damaged file was replaced) starts with a replay request after the device's mark.
+Each port is a ``link`` (its board's state, spool and MQTT connection, whose will says
+that board is offline); the bridge's own connection carries the bridge's status. One
+thread waits in ``select`` on every port and every MQTT socket and does what is ready —
+no thread hands a message to another, so nothing fights for the GIL per reading. Only a
+blocking MQTT connect and the optional metrics server have threads. A bad line is
+counted and never stops the loop; a lost port marks its device offline and is retried
+with backoff until it returns, while the other ports go on. With ``--serial auto`` the
+USB ports are looked at again every ``ports.SCAN_S`` seconds and a board that appears
+gets a link of its own. A link whose handling raises is logged and the others carry on.
 """
 
 from __future__ import annotations
@@ -21,23 +19,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from paho.mqtt.client import MQTTMessage
 
 from iotpipe import topics
-from iotpipe.bridge import discovery
-from iotpipe.bridge.continuity import RESTART, SPOOL_FULL, Gap
-from iotpipe.bridge.device import Device
+from iotpipe.bridge import discovery, ports
+from iotpipe.bridge.link import Link, LinkConfig
 from iotpipe.bridge.metrics import MetricsServer, bridge_registry
-from iotpipe.bridge.outbox import DRAIN_TICK_S, KEEP_ACKED_S, Outbox
-from iotpipe.bridge.portio import PortLost
+from iotpipe.bridge.names import spool_for
+from iotpipe.bridge.outbox import DRAIN_TICK_S, KEEP_ACKED_S
 from iotpipe.bridge.publisher import MqttOptions, Publisher
-from iotpipe.bridge.requests import RequestRejected, Router, parse_request, route_for
-from iotpipe.bridge.serialside import SerialSide
-from iotpipe.bridge.spool import SpoolError
 from iotpipe.bridge.statelog import changed
-from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 from iotpipe.counters import Counters
 from iotpipe.endpoints import HostPort
@@ -50,13 +44,14 @@ TICK_S = 0.25
 
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
-    serial: str
+    serial: tuple[str, ...]  # each a port spec, or `auto` for every board found
     baud: int
     mqtt: MqttOptions
     base_topic: str
     name: str
-    device_id: str | None = None
-    spool_dir: Path | None = None
+    device_id: str | None = None  # only with one port
+    spool_root: Path | None = None  # DATA/spool: each port's spool in a directory of it
+    spool_dir: Path | None = None  # the one port's spool, as --spool named it
     spool_max_bytes: int = 100 * 2**20
     qos: int = 1
     drain_rate: float = 500.0
@@ -68,27 +63,12 @@ class BridgeConfig:
 
 class Bridge:
     def __init__(self, config: BridgeConfig) -> None:
+        if config.qos == 1 and config.spool_dir is None and config.spool_root is None:
+            raise ValueError("QoS 1 needs a spool directory")
         self.config = config
         self.counters = Counters("iotpipe_bridge")
-        self.translator = Translator(config.base_topic)
-        self.router = Router(config.request_timeout)
         self.stopping = threading.Event()
-        self.serial = SerialSide(config.serial, config.baud, self.counters)
-        self.storage: Storage | None = None
-        self.outbox: Outbox | None = None
-        if config.qos == 1:
-            if config.spool_dir is None:
-                raise ValueError("QoS 1 needs a spool directory")
-            self.storage = Storage(config.spool_dir, config.spool_max_bytes, self.counters)
-            self.outbox = Outbox(
-                self.storage,
-                self._send,
-                self.counters,
-                config.drain_rate,
-                on_dropped=self._report_dropped,
-                keep_acked_s=config.keep_acked_s,
-            )
-        self._generation = 0  # of the spool file continuity was loaded from
+        self.translator = Translator(config.base_topic)
         self.bridge_status = topics.bridge_status(config.base_topic, config.name)
         self.presence = Publisher(
             config.mqtt,
@@ -97,20 +77,46 @@ class Bridge:
             self.counters,
             persistent=False,
         )
-        self.device = Device(
-            self.translator,
-            self.router,
-            self.counters,
-            self.serial.write,
-            self._connect,
-            config.ha_prefix,
-            self.bridge_status,
-        )
+        if config.ha_prefix is not None:  # each link's connection republishes its own
+            self.presence.handle(discovery.birth_topic(config.ha_prefix), self._on_ha_birth)
+        self.links: dict[str, Link] = {}
+        self._auto = ports.AUTO in config.serial
+        self._next_scan = 0.0
+        self._said_none = False
+        for spec in ports.expand(config.serial):
+            self._add(spec)  # a spool that cannot be made is an error at start
         self.metrics = (
             MetricsServer(config.metrics, bridge_registry(self.counters, self._gauges()))
             if config.metrics
             else None
         )
+
+    def _add(self, spec: str) -> Link:
+        config = self.config
+        spool = config.spool_dir
+        if config.qos == 0:
+            spool = None
+        elif spool is None and config.spool_root is not None:
+            spool = spool_for(config.spool_root, spec, spec not in config.serial)
+        link = Link(
+            LinkConfig(
+                spec=spec,
+                baud=config.baud,
+                mqtt=config.mqtt,
+                base_topic=config.base_topic,
+                bridge_status=self.bridge_status,
+                spool_dir=spool,
+                spool_max_bytes=config.spool_max_bytes,
+                drain_rate=config.drain_rate,
+                keep_acked_s=config.keep_acked_s,
+                request_timeout=config.request_timeout,
+                ha_prefix=config.ha_prefix,
+                device_id=config.device_id,
+            ),
+            self.counters,
+        )
+        self.links[spec] = link
+        return link
 
     # --- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -118,10 +124,8 @@ class Bridge:
         self.presence.start()
         if self.metrics is not None:
             self.metrics.start()
-        self._sync_spool()
-        known = self.config.device_id or self._recall_device()
-        if known:  # so a spool left by the last run drains before the board speaks
-            self.device.adopt(known)
+        for link in self.links.values():
+            link.start()
         try:
             self._loop()
         finally:
@@ -134,10 +138,12 @@ class Bridge:
         last_tick = 0.0
         while not self.stopping.is_set():
             now = time.monotonic()
-            if self.serial.open_if_due(now):
-                self.device.ask_info()
-                self.device.continuity.ask(self.device.id, now)
-            connections = [p.connection for p in self._publishers()]
+            if self._auto and now >= self._next_scan:
+                self._next_scan = now + ports.SCAN_S
+                self._scan()
+            for link in list(self.links.values()):
+                self._guarded(link, partial(link.open_if_due, now))
+            connections = [publisher.connection for publisher in self._publishers()]
             readers: dict[int, Callable[[], None]] = {}
             writers: dict[int, Callable[[], None]] = {}
             for connection in connections:
@@ -146,9 +152,12 @@ class Bridge:
                     readers[sock.fileno()] = connection.readable
                     if connection.want_write():
                         writers[sock.fileno()] = connection.writable
-            if self.serial.source is not None:
-                readers[self.serial.source.fileno()] = self._read_port
-            hurry = self.outbox is not None and self.outbox.draining
+            for link in self.links.values():
+                if link.serial.source is not None:
+                    readers[link.serial.source.fileno()] = partial(
+                        self._guarded, link, link.read_port
+                    )
+            hurry = any(link.hurry for link in self.links.values())
             hurry = hurry or any(c.connecting for c in connections)
             ready, writable, _ = select.select(
                 list(readers), list(writers), [], DRAIN_TICK_S if hurry else TICK_S
@@ -157,200 +166,86 @@ class Bridge:
                 writers[fd]()
             for fd in ready:
                 readers[fd]()
-            if self.outbox is not None:
-                self.outbox.step()
+            for link in self.links.values():
+                self._guarded(link, link.step)
             now = time.monotonic()
             for connection in connections:
                 connection.tick(now)
             if now - last_tick >= TICK_S:
                 last_tick = now
-                self._housekeeping(now)
+                for link in self.links.values():
+                    self._guarded(link, partial(link.housekeeping, now))
 
-    def _publishers(self) -> list[Publisher]:
-        found = [self.presence]
-        if self.device.publisher is not None:
-            found.append(self.device.publisher)
-        return found
-
-    def _shut_down(self) -> None:
-        if self.outbox is not None:
-            self.outbox.step()  # PUBACKs already received: do not send those again
-        self.serial.close()
-        if self.device.publisher is not None and self.device.id is not None:
-            self.device.publisher.stop(self.translator.status(self.device.id, online=False))
-        self.presence.stop(self.translator.bridge_status(self.config.name, False))
-        if self.metrics is not None:
-            self.metrics.stop()
-        if self.storage is not None:
-            if self.storage.spool is not None:
-                log.info("%d readings stay in the spool for the next start", self.outbox.backlog)  # type: ignore[union-attr]
-            self.storage.close()
-        log.info("bridge stopped; counters: %s", self.counters.snapshot())
-
-    # --- MQTT -------------------------------------------------------------------------
-    def _connect(self, device: str) -> Publisher:
-        """MQTT for the board that says it is ``device``: the will is its status."""
-        old = self.device.publisher
-        if old is not None:
-            old.stop(self.translator.status(self.device.id or device, online=False))
-        spool = self.storage.spool if self.storage is not None else None
-        if spool is not None:
-            try:
-                spool.remember("device", device)
-            except SpoolError as exc:
-                self.storage.failed(exc)  # type: ignore[union-attr]
-        publisher = Publisher(
-            self.config.mqtt,
-            f"iotpipe-bridge-{device}",
-            self.translator.status(device, online=False),
-            self.counters,
-            self.outbox,
-        )
-        publisher.handle(topics.topic(self.config.base_topic, device, "cmd"), self._on_command)
-        if self.config.ha_prefix is not None:
-            publisher.handle(discovery.birth_topic(self.config.ha_prefix), self._on_ha_birth)
-        publisher.start()
-        changed(log, "publishing", device=device, broker=self.config.mqtt.broker)
-        return publisher
-
-    def _send(self, topic: str, payload: bytes) -> int | None:
-        publisher = self.device.publisher
-        return None if publisher is None else publisher.send(topic, payload)
-
-    def _on_command(self, msg: MQTTMessage) -> None:
-        device = self.device.id or "unknown"
-        payload = bytes(msg.payload)
-        props = msg.properties
-        route = route_for(
-            payload,
-            getattr(props, "ResponseTopic", None),
-            getattr(props, "CorrelationData", None),
-            topics.topic(self.config.base_topic, device, "reply"),
-        )
+    def _guarded(self, link: Link, work: Callable[[], None]) -> None:
+        """A bug that one port's data trips is logged and counted; the other ports go on."""
         try:
-            request = parse_request(payload, route)
-        except RequestRejected as exc:
-            self.counters.inc("commands_rejected", exc.reason)
-            log.info("refused a command for %s: %s", device, exc.detail)
-            self.device.reply_error(route, exc.client_id, exc.detail)
-            return
-        self.counters.inc("commands")
-        if self.serial.source is None:
-            self.device.reply_error(route, request.client_id, f"{device} is offline (no port)")
-            return
-        self.device.act(self.router.submit(request, time.monotonic()))
+            work()
+        except Exception:
+            self.counters.inc("link_errors")
+            log.exception("handling %s failed; the other ports carry on", link.config.spec)
+
+    def _scan(self) -> None:
+        """`auto`: a link for each board plugged in since the last look."""
+        found = ports.expand(self.config.serial)
+        if not found and not self._said_none:  # once: a scan every few seconds
+            self._said_none = True
+            vendors = ports.known_vendors()
+            changed(log, "port_waiting", logging.WARNING, spec=ports.AUTO, vendors=vendors)
+        for spec in found:
+            if spec in self.links:
+                continue
+            try:
+                link = self._add(spec)
+            except OSError as exc:  # its spool cannot be made; looked at again next scan
+                self.links.pop(spec, None)
+                changed(log, "port_skipped", logging.ERROR, spec=spec, error=exc)
+                continue
+            changed(log, "port_found", spec=spec)
+            link.start()
 
     def _on_ha_birth(self, msg: MQTTMessage) -> None:
         if msg.payload == topics.ONLINE:
-            changed(log, "home_assistant_online", then="publishing every retained topic again")
-            for publisher in self._publishers():
-                publisher.republish_retained()
+            self.presence.republish_retained()
 
-    # --- the serial port --------------------------------------------------------------
-    def _read_port(self) -> None:
-        try:
-            chunk = self.serial.read()
-        except (PortLost, OSError) as exc:
-            self.serial.lost(exc)
-            self.device.set_online(False, "port closed")
-            self.device.act(self.router.fail_all("the board's port closed"))
-            return
-        now = time.time()  # after the read: it may have waited for the line
-        lines = self.serial.splitter.feed(chunk)
-        self._store(lambda: self.device.handle_all(lines, now))
+    def _publishers(self) -> list[Publisher]:
+        found = [self.presence]
+        for link in self.links.values():
+            found.extend(link.publishers())
+        return found
 
-    def _store(self, produce: Callable[[], list[tuple[str, bytes]]]) -> None:
-        """Run ``produce`` (which admits readings) and store what it made in one commit."""
-        continuity = self.device.continuity
-        if self.outbox is None or self.storage is None:  # QoS 0: nothing to commit
-            batch = produce()
-            continuity.committed()
-            if batch and self.device.publisher is not None:
-                self.device.publisher.send_many(batch, qos=0)
-                self.counters.inc("published", n=len(batch))
-            return
-        if self.storage.spool is None and self.storage.due(time.monotonic()):
-            self.storage.open()
-        self._sync_spool()
-        continuity.storing = self.storage.due(time.monotonic())
-        continuity.begin()
-        batch = produce()
-        marks = continuity.pending_marks()
-        if self.outbox.put(batch, continuity.staged_seen(), marks):
-            continuity.committed()
-        else:
-            continuity.rollback(SPOOL_FULL)
+    def _shut_down(self) -> None:
+        for link in self.links.values():
+            link.shut_down()
+        self.presence.stop(self.translator.bridge_status(self.config.name, False))
+        if self.metrics is not None:
+            self.metrics.stop()
+        log.info("bridge stopped; counters: %s", self.counters.snapshot())
 
-    def _sync_spool(self) -> None:
-        """A spool file opened: load the marks from it (the first) or give it ours."""
-        storage = self.storage
-        if storage is None or storage.spool is None or storage.generation == self._generation:
-            return
-        first = self._generation == 0
-        self._generation = storage.generation
-        if self.outbox is not None:
-            self.outbox.reset()
-        continuity = self.device.continuity
-        if first:
-            try:
-                continuity.load(storage.spool.marks(), storage.spool.seen(), RESTART)
-            except SpoolError as exc:
-                storage.failed(exc)
-                return
-        else:  # a damaged file was replaced: the marks in memory go into the new one
-            continuity.dirty.update(continuity.marks)
-        if self.serial.source is not None:  # else the port's opening asks
-            continuity.ask(self.device.id, time.monotonic())
-
-    def _report_dropped(self, gaps: list[Gap]) -> None:
-        self.device.report_dropped(gaps)
-
-    def _recall_device(self) -> str | None:
-        spool = self.storage.spool if self.storage is not None else None
-        if spool is None:
-            return None
-        try:
-            known: str | None = spool.recall("device")
-        except SpoolError as exc:
-            self.storage.failed(exc)  # type: ignore[union-attr]
-            return None
-        return known
-
-    # --- housekeeping -----------------------------------------------------------------
-    def _housekeeping(self, now: float) -> None:
-        actions = self.router.expire(now)
-        self.counters.inc("command_timeouts", n=len(actions.replies))
-        self.device.act(actions)
-        self.device.check_quiet()
-        continuity = self.device.continuity
-        if continuity.replay is not None:
-            self._store(lambda: self._expired_replay(now))
-        elif self.storage is not None and self.storage.spool is None:
-            self._store(list)  # retries opening the spool when due
-
-    def _expired_replay(self, now: float) -> list[tuple[str, bytes]]:
-        self.device.continuity.expire(now, self.device.id)
-        events: list[tuple[str, bytes]] = self.device.gap_events()
-        return events
-
+    # --- metrics ----------------------------------------------------------------------
     def _gauges(self) -> dict[str, Gauge]:
+        """Summed over the ports (the spool's); 1 only if every port's is (mqtt, writable)."""
+        links = self.links.values
         gauges = {
-            "mqtt_connected": Gauge("Whether publishing to the broker works (1 or 0)", self._online)
+            "mqtt_connected": Gauge(
+                "Whether publishing to the broker works for every port's board (1 or 0)",
+                lambda: float(bool(links()) and all(link.online for link in links())),
+            )
         }
-        storage = self.storage
-        if storage is not None:
+        if self.config.qos == 1:
             gauges["spool_rows"] = Gauge(
-                "Readings in the spool not yet acknowledged",
-                lambda: self.outbox.backlog if self.outbox else 0,
+                "Readings in the spools not yet acknowledged",
+                lambda: sum(link.outbox.backlog for link in links() if link.outbox),
             )
             gauges["spool_bytes"] = Gauge(
-                "Size of the spool file on disk",
-                lambda: storage.spool.size if storage.spool else 0,
+                "Size of the spool files on disk",
+                lambda: sum(
+                    link.storage.spool.size
+                    for link in links()
+                    if link.storage and link.storage.spool
+                ),
             )
             gauges["spool_writable"] = Gauge(
-                "Whether the spool can store readings (1 or 0)", lambda: float(storage.writable)
+                "Whether every port's spool can store readings (1 or 0)",
+                lambda: float(all(link.storage.writable for link in links() if link.storage)),
             )
         return gauges
-
-    def _online(self) -> float:
-        return float(self.device.publisher is not None and self.device.publisher.connected.is_set())

@@ -1,8 +1,11 @@
 """The board on this port as the bridge knows it: what each of its lines becomes.
 
 State lives here (which device, online or not, its last seq per boot, requests waiting for
-its answers); the MQTT and serial I/O are passed in. Readings and events come back to the
-caller to go through the spool; status, meta, discovery and answers are published here.
+its answers); no I/O does. Readings and events come back to the caller to go through the
+spool; everything else a line asks for (a new MQTT connection, retained status, meta and
+discovery, answers, bytes for the board) is queued as ``effects`` values, in order, for
+``link`` to carry out after each call (``take``). Data flows one way: port → lines →
+device → link → spool/outbox → MQTT, each module visited once.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from iotpipe import topics, wire
 from iotpipe.bridge import discovery
 from iotpipe.bridge.continuity import NEW, Continuity, Gap, count_and_log
+from iotpipe.bridge.effects import Connect, Effect, Publish, Retain, Write
 from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.lines import TooLong
-from iotpipe.bridge.publisher import Publisher
 from iotpipe.bridge.requests import Actions, Reply, Route, Router, answer_payload
 from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.translate import Message, Translator
@@ -39,21 +42,17 @@ class Device:
         translator: Translator,
         router: Router,
         counters: Counters,
-        write: Callable[[bytes], None],
-        connect: Callable[[str], Publisher],
         ha_prefix: str | None,
         bridge_status: str,
     ) -> None:
         self.translator = translator
         self.router = router
         self.counters = counters
-        self.write = write
-        self.connect = connect  # MQTT for a device id: its will is that device's status
         self.ha_prefix = ha_prefix
         self.bridge_status = bridge_status
         self.id: str | None = None
-        self.publisher: Publisher | None = None
-        self.continuity = Continuity(counters, write)
+        self.effects: list[Effect] = []
+        self.continuity = Continuity(counters, self.write)
         self.fast = FastReadings()
         self._telemetry_topic = ""
         self.liveness = Liveness()
@@ -64,26 +63,36 @@ class Device:
         self._asked_info = 0.0
         self._last_ts = 0.0
 
-    # --- lines from the board (the reader thread) -------------------------------------
+    def take(self) -> list[Effect]:
+        """What the calls since the last ``take`` asked for, oldest first."""
+        effects, self.effects = self.effects, []
+        return effects
+
+    def write(self, data: bytes) -> None:
+        self.effects.append(Write(data))
+
+    # --- lines from the board ---------------------------------------------------------
     def handle_all(self, lines: Iterable[bytes], received_at: float) -> list[tuple[str, bytes]]:
         """Everything read at once: (topic, payload) of what must go through the spool —
         new readings (a replayed one already committed is dropped), events, gap reports."""
         out: list[tuple[str, bytes]] = []
         fast = self.fast.telemetry
+        run: list[tuple[int, int]] = []  # (seq, digest) of fast readings not yet admitted
+        payloads: list[bytes] = []
         quick = 0
         for raw in lines:
             ts = self._stamp(received_at)
-            got = fast(raw, ts) if self.publisher is not None else None
+            got = fast(raw, ts) if self.id is not None else None
             if got is None:
+                self._admit_run(run, payloads, out)  # first: the lines keep their order
                 message = self.handle(raw, ts)
                 if message is not None:
                     out.append((message.topic, message.payload))
                 continue
-            seq, payload = got
             quick += 1
-            device, boot = self.fast.device or "", self.fast.boot or ""
-            if self._is_new(device, boot, seq, raw):
-                out.append((self._telemetry_topic, payload))
+            run.append((got[0], zlib.crc32(raw.rstrip(b"\r"))))
+            payloads.append(got[1])
+        self._admit_run(run, payloads, out)
         if quick:
             self.counters.inc("lines", n=quick)
             self.counters.inc("accepted", "reading", quick)
@@ -92,6 +101,27 @@ class Device:
                 self.set_online(True, "a line came")
         out.extend(self.gap_events())
         return out
+
+    def _admit_run(
+        self, run: list[tuple[int, int]], payloads: list[bytes], out: list[tuple[str, bytes]]
+    ) -> None:
+        """The fast path's readings so far, admitted together (then emptied): the new ones
+        go out, the ones already committed (a replay sends some again) are counted."""
+        if not run:
+            return
+        topic = self._telemetry_topic
+        if not self.continuity.storing:  # the outbox counts them as not stored
+            out.extend((topic, payload) for payload in payloads)
+        else:
+            device, boot = self.fast.device or "", self.fast.boot or ""
+            verdicts = self.continuity.admit_many(device, boot, run, time.monotonic())
+            for verdict, payload in zip(verdicts, payloads, strict=True):
+                if verdict == NEW:
+                    out.append((topic, payload))
+                else:
+                    self.counters.inc("duplicates", verdict)
+        run.clear()
+        payloads.clear()
 
     def _stamp(self, received_at: float) -> float:
         """Each line its own receipt time, 1 ms after the last at least: lines read in one
@@ -130,11 +160,10 @@ class Device:
         spool is full), counted and logged like every gap."""
         for gap in gaps:
             count_and_log(self.counters, gap)
-            if self.publisher is not None:
-                self.publisher.publish(self.translator.gap(gap, gap.boot, time.time()))
+            self.effects.append(Publish(self.translator.gap(gap, gap.boot, time.time())))
 
     def handle(self, raw: bytes, received_at: float) -> Message | None:
-        """Publish what is state, return what must go through the spool, count the rest."""
+        """Queue what is state, return what must go through the spool, count the rest."""
         self.counters.inc("lines")
         if isinstance(raw, TooLong):
             self.reject("too_long", f"line over {wire.MAX_LINE_BYTES} bytes", raw)
@@ -149,7 +178,7 @@ class Device:
         if isinstance(line, wire.Answer):
             self._answer(line)
             return None
-        if line.device != self.id or self.publisher is None:
+        if line.device != self.id:
             self.adopt(line.device)
         self.liveness.heard(time.monotonic())
         self.set_online(True, "a line came")
@@ -175,7 +204,7 @@ class Device:
         self.fast.forget()
         self._online = None
         self._meta_boot = None
-        self.publisher = self.connect(device)
+        self.effects.append(Connect(device))
 
     def reject(self, reason: str, detail: str, raw: bytes) -> None:
         self.counters.inc("rejected", reason)
@@ -186,17 +215,16 @@ class Device:
             log.warning("skipped %d lines so far for %s, last: %s", count, reason, detail)
 
     def _describe(self, hello: wire.Hello, received_at: float) -> None:
-        assert self.publisher is not None
         if hello.boot != self._meta_boot:
             changed(log, "board_boot", device=hello.device, boot=hello.boot, fw=hello.fw)
         self._meta_boot = hello.boot
         self.liveness.interval_s = max(hello.interval_ms / 1000, 0.001)
-        self.publisher.keep_retained(self.translator.message(hello, hello.device, received_at))
+        self.effects.append(Retain(self.translator.message(hello, hello.device, received_at)))
         if self.ha_prefix is not None:
             for config in discovery.configs(
                 hello, self.translator.base, self.bridge_status, self.ha_prefix, self._announced
             ):
-                self.publisher.keep_retained(config)
+                self.effects.append(Retain(config))
             self._announced = hello
 
     def ask_info(self, throttled: bool = False) -> None:
@@ -209,10 +237,10 @@ class Device:
     # --- availability -----------------------------------------------------------------
     def set_online(self, online: bool, why: str) -> None:
         with self._state_lock:
-            if self.publisher is None or self.id is None or self._online == online:
+            if self.id is None or self._online == online:
                 return
             self._online = online
-        self.publisher.keep_retained(self.translator.status(self.id, online))
+        self.effects.append(Retain(self.translator.status(self.id, online)))
         changed(log, "device_online" if online else "device_offline", device=self.id, why=why)
 
     def check_quiet(self) -> None:
@@ -228,9 +256,9 @@ class Device:
         reply, actions = self.router.answered(answer)
         if reply is None:
             self.counters.inc("answers_unmatched")
-            if self.id is not None and self.publisher is not None:
+            if self.id is not None:
                 default = self.translator.message(answer, self.id, time.time())
-                self.publisher.publish(default)
+                self.effects.append(Publish(default))
         else:
             self.counters.inc("command_answers")
             self.act(Actions(actions.write, [reply, *actions.replies]))
@@ -245,6 +273,5 @@ class Device:
         self.reply(Reply(route, answer_payload(client_id, False, error)))
 
     def reply(self, reply: Reply) -> None:
-        if self.publisher is not None:
-            message = Message(reply.route.topic, reply.payload)
-            self.publisher.publish(message, reply.route.correlation)
+        message = Message(reply.route.topic, reply.payload)
+        self.effects.append(Publish(message, reply.route.correlation))

@@ -1,30 +1,16 @@
-"""Reading the board's serial port as lines: mechanism only, it raises on failure.
+"""Splitting what a serial port delivered into lines, each bounded: pure, no I/O.
 
-pyserial's ``readline()`` costs one system call per byte; this reads whatever is waiting
-in one call and splits it, so a fast board costs a few calls per batch of lines.
+pyserial's ``readline()`` costs one system call per byte; ``portio`` reads whatever is
+waiting in one call and this splits it, so a fast board costs a few calls per batch.
 """
 
 from __future__ import annotations
 
-import serial
-
 from iotpipe.wire import MAX_LINE_BYTES
-
-READ_TIMEOUT_S = 0.5
 
 
 class TooLong(bytes):
     """The first bytes of a line that went over the limit (the rest was discarded)."""
-
-
-def open_port(url: str, baud: int) -> serial.SerialBase:
-    """A path (/dev/ttyUSB0, /dev/serial/by-id/…) or a pyserial URL (socket://, rfc2217://).
-
-    pyserial empties the input buffer when it opens a POSIX port, so readings the board
-    wrote while no bridge was reading are gone here; the bridge gets them back by asking
-    the board to ``replay`` after its mark whenever a port opens (``continuity``)."""
-    port: serial.SerialBase = serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S)
-    return port
 
 
 class LineSplitter:

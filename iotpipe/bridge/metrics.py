@@ -44,6 +44,7 @@ COUNTERS: Mapping[str, Declared] = {
     "handler_errors": Declared("Messages from the broker whose handler failed"),
     "port_opens": Declared("Times the serial port was opened"),
     "port_errors": Declared("Serial port failures, by operation", ("open", "read")),
+    "link_errors": Declared("Bugs one port's data tripped (logged; the other ports go on)"),
     "commands": Declared("Commands received over MQTT and sent to the board"),
     "commands_rejected": Declared("Commands refused before the board, by reason", labelled=True),
     "command_answers": Declared("Board answers matched to a pending command"),

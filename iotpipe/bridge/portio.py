@@ -1,9 +1,11 @@
-"""An open serial port as something ``select`` can wait on: mechanism only, it raises.
+"""Opening, reading and writing a serial port: mechanism only, it raises on failure.
 
-A POSIX port (a USB serial device, a pty) is read straight from its file descriptor, one
-system call for whatever has arrived. Ports without one (``rfc2217://``, ``socket://``,
-Windows) get a small thread that reads with pyserial and hands the bytes over a socket
-pair, so the bridge's one loop waits on every kind of port the same way.
+Opened with ``serial.serial_for_url``, so a path, ``socket://`` and ``rfc2217://`` all
+work, and made something ``select`` can wait on: a POSIX port (a USB serial device, a pty)
+is read straight from its file descriptor, one system call for whatever has arrived.
+Ports without one (``rfc2217://``, ``socket://``, Windows) get a small thread that reads
+with pyserial and hands the bytes over a socket pair, so the bridge's one loop waits on
+every kind of port the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,17 @@ import threading
 import serial
 
 CHUNK = 65536
+READ_TIMEOUT_S = 0.5
+
+
+def open_port(url: str, baud: int) -> serial.SerialBase:
+    """A path (/dev/ttyUSB0, /dev/serial/by-id/…) or a pyserial URL (socket://, rfc2217://).
+
+    pyserial empties the input buffer when it opens a POSIX port, so readings the board
+    wrote while no bridge was reading are gone here; the bridge gets them back by asking
+    the board to ``replay`` after its mark whenever a port opens (``continuity``)."""
+    port: serial.SerialBase = serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S)
+    return port
 
 
 class PortLost(OSError):

@@ -1,13 +1,10 @@
-"""`iotpipe bridge --serial PORT --broker URL`."""
+"""`iotpipe bridge --serial PORT [--serial PORT …] --broker URL`: one bridge for every board."""
 
 from __future__ import annotations
 
 import argparse
-import re
 import signal
-import socket
 import sqlite3
-import zlib
 from pathlib import Path
 
 from iotpipe.errors import UserError
@@ -38,28 +35,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_settings(parser, *BRIDGE_SETTINGS, required=("serial",))
 
 
-def port_name(serial: str) -> str:
-    """A short name for the port, safe in topics and file names, the same at each start:
-    the last part of the path or URL plus a hash of the whole (two `tty` links differ)."""
-    last = re.sub(r"[^A-Za-z0-9_.-]", "_", serial.rstrip("/").rsplit("/", 1)[-1])[:24]
-    return f"{last.strip('._-') or 'port'}-{zlib.crc32(serial.encode()) & 0xFFFF:04x}"
-
-
-def bridge_name(serial: str) -> str:
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:24] or "host"
-    return f"{host}-{port_name(serial)}"
-
-
 def run(args: argparse.Namespace) -> int:
     from iotpipe.bridge.daemon import Bridge, BridgeConfig
+    from iotpipe.bridge.names import bridge_name
+    from iotpipe.bridge.ports import AUTO
     from iotpipe.bridge.publisher import MqttOptions
     from iotpipe.mqttlogin import fill_credentials
 
     fill_credentials(args, "bridge")
 
-    spool: Path = args.spool or Path(args.data) / "spool" / port_name(args.serial)
+    serial = tuple(dict.fromkeys(args.serial))
+    one = len(serial) == 1 and serial[0] != AUTO
+    if not one and (args.spool or args.device_id):
+        raise UserError(
+            "--spool and --device-id name one port's; with several ports (or auto) each "
+            "port's spool is DATA/spool/PORT-NAME — use --data, and let each board say its id"
+        )
     config = BridgeConfig(
-        serial=args.serial,
+        serial=serial,
         baud=args.baud,
         mqtt=MqttOptions(
             args.broker,
@@ -70,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
             args.mqtt_key,
         ),
         base_topic=args.base_topic,
-        name=bridge_name(args.serial),
+        name=bridge_name(serial),
         device_id=args.device_id,
-        spool_dir=spool if args.qos == 1 else None,
+        spool_root=Path(args.data) / "spool",
+        spool_dir=args.spool,
         spool_max_bytes=int(args.spool_max_mb * 2**20),
         qos=args.qos,
         drain_rate=args.drain_rate,
@@ -86,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, sqlite3.Error) as exc:
         metrics = f" and that --metrics {args.metrics} is free" if args.metrics else ""
         raise UserError(
-            f"cannot start the bridge: {exc} — check that --spool {config.spool_dir} "
-            f"is a writable directory{metrics}"
+            f"cannot start the bridge: {exc} — check that --spool "
+            f"{config.spool_dir or config.spool_root} is a writable directory{metrics}"
         ) from None
     signal.signal(signal.SIGTERM, lambda signum, frame: bridge.stop())
     signal.signal(signal.SIGINT, lambda signum, frame: bridge.stop())

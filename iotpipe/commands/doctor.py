@@ -200,16 +200,22 @@ def _named_port(serial: str, ports: list[BoardPort]) -> Check:
     return Check(OK, "boards", f"{serial} is here")
 
 
+def _all_here(named: list[Check]) -> Check:
+    return named[0] if len(named) == 1 else Check(OK, "boards", "every port named is here")
+
+
 def check_boards(args: argparse.Namespace) -> Check:
     from iotpipe.serialports import board_ports
 
     ports = board_ports()
-    serial: str | None = args.serial
-    if serial and "://" not in serial and serial != "auto":
-        return _named_port(serial, ports)
+    serials: list[str] = args.serial or []  # --serial may name several ports, or auto
+    named = [_named_port(s, ports) for s in serials if "://" not in s and s != "auto"]
+    missing = [check for check in named if check.level != OK]
+    if missing or (named and len(named) == len(serials)):
+        return missing[0] if missing else _all_here(named)
     if not ports:
         return Check(
-            FAIL if serial == "auto" else WARN,
+            FAIL if "auto" in serials else WARN,
             "boards",
             "no serial port looks like a MicroPython board",
             "plug one in with a data (not charge-only) cable, or run without hardware: "

@@ -1,7 +1,7 @@
 """`iotpipe up`: the whole pipeline on one machine, in one command.
 
-Mosquitto, the dashboard, N virtual boards (or the board on --serial), a bridge per board
-and virtual boards on Wi-Fi (``--virtual-wifi``: no bridge, each with its own broker
+Mosquitto, the dashboard, N virtual boards (and the boards on --serial), one bridge for
+all of them and virtual boards on Wi-Fi (``--virtual-wifi``: no bridge, each with its own broker
 login), each a child process started in that order and waited for; progress is printed as
 it happens; Ctrl-C (or SIGTERM) stops every child this command started.
 
@@ -253,8 +253,8 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
         f"{http.url} (subscribed: the broker keeps every reading for it)",
     )
     _save_sessions(broker)
-    ports: list[str] = [args.serial] if args.serial else []
-    count = args.virtual if args.virtual is not None else (0 if args.serial else 1)
+    ports: list[str] = list(args.serial or [])
+    count = args.virtual if args.virtual is not None else (0 if ports else 1)
     for n in range(1, count + 1):
         device, link = f"virtual-{n}", data / "boards" / f"virtual-{n}.tty"
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -278,26 +278,19 @@ def _start_all(sup: Supervisor, args: argparse.Namespace, logs: Path) -> int:
             f"virtual board on {link}",
         )
         ports.append(str(link))
-    for i, port in enumerate(ports, 1):
+    if ports:  # one bridge serves every board, each port with its own spool and status
+        serial = [arg for port in ports for arg in ("--serial", port)]
+        bridges = str(data / "bridges")
         sup.start(
             Child(
-                f"bridge-{i}",
-                iotpipe_argv(
-                    "bridge",
-                    "--serial",
-                    port,
-                    "--broker",
-                    broker_url,
-                    "--data",
-                    str(data / "bridges"),
-                    *common,
-                ),
+                "bridge",
+                iotpipe_argv("bridge", *serial, "--broker", broker_url, "--data", bridges, *common),
                 _running_for(0.5),
-                private_log(logs / f"bridge-{i}.log"),
+                private_log(logs / "bridge.log"),
                 env=_role_env(args, "bridge"),
             ),
             10,
-            f"{port} → {broker_url}",
+            f"{len(ports)} port(s) → {broker_url}",
         )
     wifi = _start_wifi_boards(sup, args, logs)
     if not args.insecure:  # it follows the boards' own logins, which insecure mode lacks

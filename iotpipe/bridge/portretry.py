@@ -1,4 +1,4 @@
-"""The serial side's policy: which port, when to try opening it again, what a loss means.
+"""Retry policy for one serial port: when to try opening it again, what a loss means.
 
 ``--serial`` is resolved again at each attempt (``ports``), so a board that comes back at
 another path, or by its serial number anywhere, is found; attempts back off from 0.5 s to
@@ -14,8 +14,8 @@ import time
 import serial
 
 from iotpipe.bridge import ports
-from iotpipe.bridge.lines import LineSplitter, open_port
-from iotpipe.bridge.portio import PortLost, PortSource
+from iotpipe.bridge.lines import LineSplitter
+from iotpipe.bridge.portio import PortLost, PortSource, open_port
 from iotpipe.bridge.statelog import changed
 from iotpipe.counters import Counters
 
@@ -25,7 +25,7 @@ BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
 
 
-class SerialSide:
+class RetriedPort:
     def __init__(self, spec: str, baud: int, counters: Counters) -> None:
         self.spec = spec
         self.baud = baud
