@@ -1,7 +1,8 @@
 # The board's half of the MQTT contract (docs/protocol.md), for a board that publishes
-# itself: the same topics and payloads the bridge makes of the serial lines
-# (iotpipe/bridge/translate.py), and requests decoded as iotpipe/bridge/requests.py decodes them.
-# Pure: no I/O. Like wire.py, the constant fragments of a telemetry payload are built once.
+# itself: the topics and payloads of iotpipe/topics.py and iotpipe/mqttwire/, and requests
+# decoded as iotpipe/mqttwire/request.py decodes them; both halves are checked against
+# tests/vectors/mqtt.json. Pure: no I/O. Like wire.py, the constant fragments of a
+# telemetry payload are built once.
 import json
 
 from wire import units_and_decimals

@@ -1,16 +1,23 @@
-"""The MQTT contract: topic names and telemetry payloads, defined once.
+"""The MQTT contract's root: every topic name, the message, the rejection, and the
+payloads of the two kinds every part handles (status and telemetry).
 
 Every topic lives under a base (``iotpipe`` by default)::
 
-    <base>/<device>/telemetry   QoS 1, one reading as JSON (see Telemetry)
-    <base>/<device>/status      retained, "online" / "offline"
-    <base>/<device>/meta        retained, what the board said about itself (its hello)
-    <base>/<device>/cmd         requests to the board
+    <base>/<device>/telemetry   QoS 1, one reading as JSON (Telemetry, here)
+    <base>/<device>/status      retained, "online" / "offline" (here)
+    <base>/<device>/meta        retained, what the board said about itself (mqttwire.meta)
+    <base>/<device>/cmd         requests to the board (mqttwire.request)
     <base>/<device>/reply       answers to requests that named no other reply topic
-    <base>/<device>/event       unsolicited board events
+                                (mqttwire.answer)
+    <base>/<device>/event       unsolicited board events, gap reports (mqttwire.event)
+    <base>/<device>/alert       the dashboard's alerts (mqttwire.alert)
     <base>/bridge/<name>/status retained, "online" / "offline" of the bridge process itself
+    <base>/dashboard/<client>/reply  answers to one dashboard's requests
+    <prefix>/<component>/<node>/<object>/config  Home Assistant (mqttwire.discovery)
 
-Pure code: no I/O. ``docs/protocol.md`` describes the same contract for people.
+Each parser returns a typed value or raises :class:`PayloadRejected` with a reason.
+Pure code: no I/O. ``docs/protocol.md`` describes the same contract for people, and
+``tests/vectors/mqtt.json`` holds the exact bytes (the host and the firmware check both).
 """
 
 from __future__ import annotations
@@ -24,10 +31,21 @@ from typing import Any
 from iotpipe.wire import BOOT_ID_RE, DEVICE_ID_RE, MAX_METRICS, METRIC_RE
 
 BASE_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+LEVEL_RE = re.compile(r"[A-Za-z0-9_.-]+")
 KINDS = ("telemetry", "status", "meta", "cmd", "reply", "event", "alert")
 MAX_PAYLOAD_BYTES = 4096
 ONLINE = b"online"
 OFFLINE = b"offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT message to publish, as the contract builds it."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
 
 
 class PayloadRejected(ValueError):
@@ -65,6 +83,14 @@ def bridge_status(base: str, name: str) -> str:
     return f"{base}/bridge/{name}/status"
 
 
+def dashboard_reply(base: str, client_id: str) -> str:
+    """``<base>/dashboard/<client-id>/reply``: where one dashboard's requests are answered
+    (the broker's ACL lets boards publish there, docs/security.md)."""
+    if not LEVEL_RE.fullmatch(client_id):
+        raise ValueError(f"client id {client_id!r} is not one topic level")
+    return f"{base}/dashboard/{client_id}/reply"
+
+
 def subscription(base: str, kind: str) -> str:
     """The filter that matches ``kind`` for every device."""
     if kind not in KINDS:
@@ -80,6 +106,40 @@ def split(base: str, name: str) -> tuple[str, str]:
     if len(parts) != 2 or parts[1] not in KINDS or not DEVICE_ID_RE.fullmatch(parts[0]):
         raise PayloadRejected("bad_topic", f"{name!r} is not <{base}>/<device>/<kind>")
     return parts[0], parts[1]
+
+
+def status_payload(online: bool) -> bytes:
+    return ONLINE if online else OFFLINE
+
+
+def parse_status(payload: bytes) -> bool:
+    """True for ``online``, False for ``offline``. An empty retained payload clears the
+    topic: the caller sees it before parsing (for every retained kind)."""
+    if payload not in (ONLINE, OFFLINE):
+        raise PayloadRejected("bad_status", f"status must be online or offline, not {payload!r}")
+    return payload == ONLINE
+
+
+def _reject_constant(name: str) -> float:
+    raise PayloadRejected("not_finite", f"{name} is not a finite number")
+
+
+def json_object(payload: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """The JSON object every payload but status is: size-checked, strict (no NaN)."""
+    if len(payload) > limit:
+        raise PayloadRejected("too_long", f"{len(payload)} bytes, limit {limit}")
+    try:
+        obj = json.loads(payload, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PayloadRejected("not_json", f"not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise PayloadRejected("not_object", "not a JSON object")
+    return obj
+
+
+def compact(obj: object, ascii_only: bool = False) -> bytes:
+    """JSON without spaces, as every iotpipe payload but the alert is written."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_only).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +170,6 @@ class Telemetry:
             },
             separators=(",", ":"),
         ).encode()
-
-
-def _reject_constant(name: str) -> float:
-    raise PayloadRejected("not_finite", f"{name} is not a finite number")
 
 
 def _number(obj: dict[str, Any], name: str) -> float:
@@ -149,14 +205,7 @@ def _metrics(obj: dict[str, Any]) -> dict[str, float]:
 
 def parse_telemetry(payload: bytes) -> Telemetry:
     """Validate a telemetry payload from the broker (anyone may have published it)."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadRejected("too_long", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
-    try:
-        obj = json.loads(payload, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadRejected("not_json", str(exc)) from None
-    if not isinstance(obj, dict):
-        raise PayloadRejected("not_object", "telemetry must be a JSON object")
+    obj = json_object(payload)
     return Telemetry(
         device=_matching(obj, "device", DEVICE_ID_RE),
         boot=_matching(obj, "boot", BOOT_ID_RE),

@@ -42,6 +42,7 @@ class FlagRecorder(argparse.ArgumentParser):
 
 
 VECTORS = ROOT / "tests" / "vectors" / "wire.json"
+MQTT_VECTORS = ROOT / "tests" / "vectors" / "mqtt.json"
 
 
 def free_port() -> int:

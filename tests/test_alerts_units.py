@@ -9,9 +9,10 @@ import pytest
 
 from iotpipe.dashboard.alert_engine import Engine, State
 from iotpipe.dashboard.alert_rules import parse_rules
-from iotpipe.dashboard.alert_text import notification, parse_gap, record
+from iotpipe.dashboard.alert_text import notification, record
 from iotpipe.dashboard.notify import masked
 from iotpipe.errors import UserError
+from iotpipe.mqttwire.event import Gap, gap_of, parse_event
 from iotpipe.topics import PayloadRejected
 
 DEST = '[destinations]\nphone = "json://127.0.0.1:9/"\n'
@@ -188,6 +189,10 @@ def test_a_notification_names_device_metric_value_unit_threshold_since_and_link(
         "chart: http://pi.local:8080/?device=dev-a&metric=temperature&since=-800&until=2800",
     ):
         assert part in body.splitlines(), (part, body)  # fmt: skip
+
+
+def parse_gap(device: str, payload: bytes) -> Gap | None:
+    return gap_of(parse_event(payload), device)
 
 
 def test_gap_reports_are_parsed_by_the_shared_contract() -> None:

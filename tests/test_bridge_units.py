@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from iotpipe import settings, wire
-from iotpipe.bridge import discovery, names, ports
+from iotpipe.bridge import names, ports
 from iotpipe.bridge.outbox import KEEP_ACKED_S, Outbox
 from iotpipe.bridge.requests import (
     Request,
-    RequestRejected,
     Route,
     Router,
     parse_request,
@@ -26,6 +25,8 @@ from iotpipe.bridge.spool import Spool
 from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 from iotpipe.counters import Counters
+from iotpipe.mqttwire import discovery
+from iotpipe.mqttwire.request import RequestRejected
 from iotpipe.settings import add_settings
 
 

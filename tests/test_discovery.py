@@ -1,4 +1,4 @@
-"""Home Assistant discovery payloads (iotpipe/bridge/discovery.py): pure, checked field by field
+"""Home Assistant discovery payloads (iotpipe/mqttwire/discovery.py): pure, checked field by field
 against Home Assistant's MQTT documentation. tests/test_homeassistant.py shows a real
 Home Assistant taking them."""
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from iotpipe import wire
-from iotpipe.bridge import discovery
-from iotpipe.bridge.discovery import Board
+from iotpipe.mqttwire import discovery
+from iotpipe.mqttwire.discovery import Board
 
 BRIDGE = "iotpipe/bridge/pi-ttyUSB0/status"
 

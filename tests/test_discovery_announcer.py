@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from iotpipe.bridge import discovery
-from iotpipe.bridge.discovery import Board
-from iotpipe.commands.announcer import Announcer, owner
+from iotpipe.commands.announcer import Announcer
+from iotpipe.mqttwire import discovery
+from iotpipe.mqttwire.discovery import Board
 from tests.conftest import Procs, Subscriber, start_broker, wait_until
 
 BRIDGE = "iotpipe/bridge/pi-ttyUSB0/status"
@@ -97,6 +97,7 @@ def test_configs_of_other_software_or_another_base_are_never_touched() -> None:
     assert a.config("homeassistant/sensor/lamp/t/config", json.dumps(other).encode()) == []
     assert a.config("homeassistant/sensor/x/y/config", b"not json") == []
     topic, payload = bridge_config("kitchen", "temperature", "°C")
+    owner = discovery.config_owner
     assert owner("iotpipe", payload) == "kitchen" and owner("lab", payload) is None
     assert Announcer("lab", "homeassistant").config(topic, payload) == []
 

@@ -20,9 +20,10 @@ import pytest
 
 from iotpipe import topics
 from iotpipe.board.virtual import find_micropython, firmware_dir
-from iotpipe.bridge.discovery import board_from_meta
 from iotpipe.dashboard.payloads import parse_meta
+from iotpipe.mqttwire.discovery import board_from_meta
 from tests.conftest import (
+    MQTT_VECTORS,
     ROOT,
     Broker,
     Proc,
@@ -95,7 +96,13 @@ def answers(sub: Subscriber, suffix: str) -> dict[object, dict[str, object]]:
 # --- the client's bytes --------------------------------------------------------------
 
 
-def test_remaining_length_backlog_rtc_state_and_payloads_under_micropython() -> None:
+def test_payloads_and_request_decoding_match_the_shared_vectors_under_micropython() -> None:
+    out = run_micropython("run_mqtt_vectors.py", str(MQTT_VECTORS))
+    assert "failed 0" in out, out
+    assert int(re.search(r"checked (\d+)", out).group(1)) >= 30  # type: ignore[union-attr]
+
+
+def test_remaining_length_backlog_and_rtc_state_under_micropython() -> None:
     out = run_micropython("run_mqtt_units.py")
     assert "failed 0" in out
     # The table of MQTT 3.1.1 section 2.2.3, at every boundary.

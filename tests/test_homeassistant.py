@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from iotpipe.bridge import discovery
+from iotpipe.mqttwire import discovery
 from tests import homeassistant_support as ha
 from tests.conftest import (
     Broker,

@@ -11,7 +11,6 @@ an earlier run. :class:`Watch` is the mechanism; :class:`Check` decides what dep
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import secrets
 import threading
@@ -27,6 +26,7 @@ from iotpipe.broker import auth
 from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import Login, LoginFailed, connect
+from iotpipe.mqttwire import meta as mqttwire_meta
 from iotpipe.transport import properties
 
 log = logging.getLogger(__name__)
@@ -49,22 +49,15 @@ class Meta:
 
 
 def parse_meta(payload: bytes) -> Meta | None:
-    """The meta payload the firmware publishes (firmware/payload.py), or None."""
+    """The meta payload the firmware publishes (firmware/payload.py), read by the MQTT
+    contract; None if it is not one or does not name the device and its interval."""
     try:
-        obj: Any = json.loads(payload)
-    except ValueError:
+        meta = mqttwire_meta.parse_meta(payload)
+    except topics.PayloadRejected:
         return None
-    if not isinstance(obj, dict):
+    if meta.device is None or meta.interval_ms is None:
         return None
-    device, fw, board = obj.get("device"), obj.get("fw"), obj.get("board")
-    sensors, interval = obj.get("sensors"), obj.get("interval_ms")
-    if not (isinstance(device, str) and isinstance(fw, str) and isinstance(board, str)):
-        return None
-    if not isinstance(sensors, list) or not all(isinstance(s, str) for s in sensors):
-        return None
-    if isinstance(interval, bool) or not isinstance(interval, int):
-        return None
-    return Meta(device, fw, board, sensors, interval)
+    return Meta(meta.device, meta.fw, meta.board, meta.sensors, meta.interval_ms)
 
 
 def reader_login(broker_dir: Path, broker: BrokerURL, ca: Path | None = None) -> Login | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from paho.mqtt.client import MQTTMessage
 
 from iotpipe import topics
-from iotpipe.bridge import discovery, ports
+from iotpipe.bridge import ports
 from iotpipe.bridge.link import Link, LinkConfig
 from iotpipe.bridge.metrics import MetricsServer, bridge_registry
 from iotpipe.bridge.names import spool_for
@@ -36,6 +36,7 @@ from iotpipe.bridge.translate import Translator
 from iotpipe.counters import Counters
 from iotpipe.endpoints import HostPort
 from iotpipe.exposition import Gauge
+from iotpipe.mqttwire import discovery
 
 log = logging.getLogger(__name__)
 

@@ -17,16 +17,17 @@ import zlib
 from collections.abc import Iterable
 
 from iotpipe import topics, wire
-from iotpipe.bridge import discovery
 from iotpipe.bridge.continuity import NEW, Continuity, Gap, count_and_log
 from iotpipe.bridge.effects import Connect, Effect, Publish, Retain, Write
 from iotpipe.bridge.fastpath import FastReadings
 from iotpipe.bridge.lines import TooLong
-from iotpipe.bridge.requests import Actions, Reply, Route, Router, answer_payload
+from iotpipe.bridge.requests import Actions, Reply, Route, Router
 from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.translate import Message, Translator
 from iotpipe.bridge.watch import Liveness
 from iotpipe.counters import Counters
+from iotpipe.mqttwire import discovery
+from iotpipe.mqttwire.answer import encode_answer
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ class Device:
             self.reply(reply)
 
     def reply_error(self, route: Route, client_id: str | int | None, error: str) -> None:
-        self.reply(Reply(route, answer_payload(client_id, False, error)))
+        self.reply(Reply(route, encode_answer(client_id, False, error)))
 
     def reply(self, reply: Reply) -> None:
         message = Message(reply.route.topic, reply.payload)

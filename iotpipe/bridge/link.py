@@ -21,7 +21,6 @@ from pathlib import Path
 from paho.mqtt.client import MQTTMessage
 
 from iotpipe import topics
-from iotpipe.bridge import discovery
 from iotpipe.bridge.continuity import RESTART, SPOOL_FULL, Gap
 from iotpipe.bridge.device import Device
 from iotpipe.bridge.effects import Connect, Publish, Retain, Write
@@ -29,12 +28,14 @@ from iotpipe.bridge.outbox import Outbox
 from iotpipe.bridge.portio import PortLost
 from iotpipe.bridge.portretry import RetriedPort
 from iotpipe.bridge.publisher import MqttOptions, Publisher
-from iotpipe.bridge.requests import RequestRejected, Router, parse_request, route_for
+from iotpipe.bridge.requests import Router, parse_request, route_for
 from iotpipe.bridge.spool import SpoolError
 from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.storage import Storage
 from iotpipe.bridge.translate import Translator
 from iotpipe.counters import Counters
+from iotpipe.mqttwire import discovery
+from iotpipe.mqttwire.request import RequestRejected
 
 log = logging.getLogger(__name__)
 

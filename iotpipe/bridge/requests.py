@@ -11,7 +11,6 @@ actions to take (lines to write, replies to publish); the caller does the I/O.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import threading
 from collections import OrderedDict, deque
@@ -19,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from iotpipe import wire
+from iotpipe.mqttwire import request as contract
+from iotpipe.mqttwire.answer import encode_answer
 
-MAX_REQUEST_BYTES = 4096
 MAX_COMMAND_LINE = 256  # the firmware's MAX_COMMAND: a longer line is refused by the board
-MAX_REPLY_TOPIC = 256
-MAX_ID_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,64 +46,19 @@ class Request:
     route: Route
 
 
-class RequestRejected(ValueError):
-    def __init__(self, reason: str, detail: str, client_id: str | int | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.client_id = client_id
-
-
-def answer_payload(client_id: str | int | None, ok: bool, value: Any) -> bytes:
-    body: dict[str, Any] = {"id": client_id, "ok": ok, "result" if ok else "error": value}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _reject_constant(name: str) -> Any:
-    raise RequestRejected("not_json", f"{name} is not valid JSON")
-
-
-def _usable_topic(name: object) -> bool:
-    return (
-        isinstance(name, str)
-        and 0 < len(name) <= MAX_REPLY_TOPIC
-        and not any(c in name for c in "+#\0")
-    )
-
-
 def route_for(payload: bytes, response_topic: object, correlation: object, default: str) -> Route:
     """MQTT 5 response topic first, then a ``reply_to`` in the request, then ``default``."""
     corr = bytes(correlation) if isinstance(correlation, bytes | bytearray) else None
-    if _usable_topic(response_topic):
+    if contract.usable_topic(response_topic):
         return Route(str(response_topic), corr)
-    try:
-        reply_to = json.loads(payload).get("reply_to")
-    except (ValueError, AttributeError, RecursionError):
-        reply_to = None
-    return Route(reply_to if _usable_topic(reply_to) else default, corr)
+    return Route(contract.reply_to_of(payload) or default, corr)
 
 
 def parse_request(payload: bytes, route: Route) -> Request:
-    """A command request from MQTT, validated, or :class:`RequestRejected`."""
-    if len(payload) > MAX_REQUEST_BYTES:
-        raise RequestRejected("too_long", f"{len(payload)} bytes, limit {MAX_REQUEST_BYTES}")
-    try:
-        obj = json.loads(payload, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise RequestRejected("not_json", f"the request is not JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise RequestRejected("not_object", "the request must be a JSON object")
-    client_id = obj.get("id")
-    ok_id = isinstance(client_id, str) and 0 < len(client_id) <= MAX_ID_CHARS
-    ok_id = ok_id or (isinstance(client_id, int) and not isinstance(client_id, bool))
-    if not ok_id:
-        raise RequestRejected("bad_id", "'id' must be a string of 1-64 characters or an integer")
-    cmd, args = obj.get("cmd"), obj.get("args")
-    if not isinstance(cmd, str) or not cmd or len(cmd) > MAX_ID_CHARS:
-        raise RequestRejected("bad_cmd", "'cmd' must be a command name", client_id)
-    if args is not None and not isinstance(args, dict):
-        raise RequestRejected("bad_args", "'args' must be an object", client_id)
-    return Request(client_id, cmd, args, route)
+    """A command request from MQTT, validated by the contract, or
+    :class:`iotpipe.mqttwire.request.RequestRejected`."""
+    request = contract.parse_request(payload)
+    return Request(request.id, request.cmd, request.args, route)
 
 
 @dataclass
@@ -147,7 +100,7 @@ class Router:
             return Actions(self._release(), [])
 
     def _refuse(self, request: Request, error: str) -> Actions:
-        reply = Reply(request.route, answer_payload(request.client_id, False, error))
+        reply = Reply(request.route, encode_answer(request.client_id, False, error))
         return Actions([], [reply])
 
     def _release(self) -> list[bytes]:
@@ -169,7 +122,7 @@ class Router:
             self._on_board -= pending.sent
             request = pending.request
             value = answer.result if answer.ok else answer.error
-            reply = Reply(request.route, answer_payload(request.client_id, answer.ok, value))
+            reply = Reply(request.route, encode_answer(request.client_id, answer.ok, value))
             return reply, Actions(self._release(), [])
 
     def expire(self, now: float) -> Actions:
@@ -182,16 +135,14 @@ class Router:
                 self._on_board -= pending.sent
                 error = f"timeout: the board did not answer within {self.timeout:g} s"
                 request = pending.request
-                replies.append(
-                    Reply(request.route, answer_payload(request.client_id, False, error))
-                )
+                replies.append(Reply(request.route, encode_answer(request.client_id, False, error)))
             return Actions(self._release(), replies)
 
     def fail_all(self, error: str) -> Actions:
         """The port is gone: every waiting request gets ``error`` now."""
         with self._lock:
             replies = [
-                Reply(p.request.route, answer_payload(p.request.client_id, False, error))
+                Reply(p.request.route, encode_answer(p.request.client_id, False, error))
                 for p in self._pending.values()
             ]
             self._pending.clear()

@@ -2,7 +2,7 @@
 
 Runs beside the broker (it reads the boards' logins in the broker's --data), logs in as
 the broker's ``announcer`` role, and follows each board's retained meta: what to publish
-is decided in ``iotpipe.announcer`` (pure), this module only does the MQTT and the
+is decided in ``iotpipe.commands.announcer`` (pure), this module only does the MQTT and the
 files. `iotpipe up` starts it; docs/homeassistant.md shows it under systemd.
 """
 
@@ -18,14 +18,14 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from iotpipe import transport
-from iotpipe.bridge import discovery
-from iotpipe.bridge.translate import Message
 from iotpipe.broker import auth
 from iotpipe.commands.announcer import Announcer
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import SETTINGS as LOGIN_SETTINGS
 from iotpipe.mqttlogin import Login, LoginFailed, connect, fill_credentials
+from iotpipe.mqttwire import discovery
 from iotpipe.settings import add_settings
+from iotpipe.topics import Message
 
 log = logging.getLogger(__name__)
 

@@ -15,35 +15,18 @@ metas first (a broker sends each subscription's retained messages after its SUBA
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 
 from iotpipe import topics
-from iotpipe.bridge import discovery
-from iotpipe.bridge.discovery import Board
-from iotpipe.bridge.translate import Message
+from iotpipe.mqttwire import discovery
+from iotpipe.mqttwire.discovery import Board
+from iotpipe.topics import Message, PayloadRejected
 
 log = logging.getLogger(__name__)
 
 MAX_BOARDS = 10_000  # bounded: a flood of junk metas cannot grow memory without end
 MAX_CONFIGS = MAX_BOARDS * (4 + 1)  # a few metrics and a button each, on average
-
-
-def owner(base: str, payload: bytes) -> str | None:
-    """The iotpipe device a discovery config belongs to, or None if it is not about a
-    board under ``base`` (configs of release 1b120ab had no ``origin``; their device block
-    and topics say it all the same)."""
-    try:
-        body = json.loads(payload)
-        about, ids = body["device"], body["device"]["identifiers"]
-        topic = body.get("state_topic") or body["command_topic"]
-        device, _kind = topics.split(base, topic)
-    except (ValueError, KeyError, TypeError, AttributeError, topics.PayloadRejected):
-        return None
-    if about.get("manufacturer") != "iotpipe" or ids != [f"iotpipe_{device}"]:
-        return None
-    return device
 
 
 class Announcer:
@@ -66,7 +49,7 @@ class Announcer:
             return self._tidy()
         try:
             board = discovery.board_from_meta(payload)
-        except ValueError as exc:
+        except PayloadRejected as exc:
             log.warning("ignored the meta on %s: %s", topic, exc)
             return []
         if board.device != device:
@@ -81,7 +64,7 @@ class Announcer:
     def config(self, topic: str, payload: bytes) -> list[Message]:
         if discovery.parse_config_topic(self.prefix, topic) is None:
             return []
-        device = owner(self.base, payload) if payload else None
+        device = discovery.config_owner(self.base, payload) if payload else None
         if device is None:
             self.seen.pop(topic, None)
             return []

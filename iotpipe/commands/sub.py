@@ -1,10 +1,10 @@
 """`iotpipe sub [TOPIC]`: a friendlier ``mosquitto_sub -v`` for iotpipe's topics.
 
 Each message becomes one line, in columns: time (UTC; a reading's own ``ts``, else when it
-arrived), device, kind, then the payload decoded with the contract (``iotpipe.topics``): a
-reading as ``seq`` and ``metric=value`` pairs, a status as its word, anything else as
-compact text. A payload that breaks the contract is shown as
-such, with the reason, and never stops the command.
+arrived), device, kind, then the payload decoded with the contract (``iotpipe.topics``,
+``iotpipe.mqttwire``): a reading as ``seq`` and ``metric=value`` pairs, a status as its
+word, every other kind checked and shown as compact text. A payload that breaks the
+contract is shown as such, with the reason, and never stops the command.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -23,10 +24,24 @@ from iotpipe import transport
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import SETTINGS as LOGIN_SETTINGS
 from iotpipe.mqttlogin import Login, LoginFailed, connect
+from iotpipe.mqttwire.alert import parse_alert
+from iotpipe.mqttwire.answer import parse_answer
+from iotpipe.mqttwire.event import parse_event
+from iotpipe.mqttwire.meta import parse_meta
+from iotpipe.mqttwire.request import parse_request
 from iotpipe.settings import add_settings
-from iotpipe.topics import PayloadRejected, parse_telemetry, split
+from iotpipe.topics import PayloadRejected, parse_status, parse_telemetry, split
 
 TEXT_LIMIT = 120
+# Each kind's parser: a payload it rejects is shown with the reason.
+PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "status": parse_status,
+    "meta": parse_meta,
+    "event": parse_event,
+    "cmd": parse_request,
+    "reply": parse_answer,
+    "alert": parse_alert,
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -88,14 +103,14 @@ class Formatter:
             device, kind = split(self.base, topic)
         except PayloadRejected:
             return f"{_clock(now)}  {topic}  {_short(payload)}"
-        ts, body = now, _short(payload)
-        if kind == "telemetry":
-            try:
+        ts, body = now, _short(payload) or "(cleared)"
+        try:
+            if kind == "telemetry":
                 ts, body = self._reading(payload)
-            except PayloadRejected as exc:
-                body = f"✗ bad payload ({exc.reason}: {exc.detail})  {_short(payload)}"
-        elif kind == "status":
-            body = payload.decode("utf-8", errors="replace") or "(cleared)"
+            elif payload:  # an empty retained payload clears the topic
+                PARSERS[kind](payload)
+        except PayloadRejected as exc:
+            body = f"✗ bad payload ({exc.reason}: {exc.detail})  {_short(payload)}"
         return f"{_clock(ts)}  {self._col('device', device)}  {self._col('kind', kind)}  {body}"
 
 

@@ -1,68 +1,20 @@
 """What an alert says: the stored/announced record, its one-line message, and the
 notification's title and body (device, metric, value, unit, threshold, since, chart link).
 
-The gap report payload (Shared contract 2, ``<base>/<device>/event`` with
-``event = "readings_missing"``) is validated here too, where it enters the alerts.
+The record's members and how it is written on MQTT are the contract's
+(``iotpipe/mqttwire/alert.py``); gap reports are parsed by ``iotpipe/mqttwire/event.py``.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from iotpipe.dashboard.alert_engine import Change, key_of
-from iotpipe.topics import MAX_PAYLOAD_BYTES, PayloadRejected
 
-WHERE = {
-    "board": "lost before the bridge (serial overflow or cable)",
-    "bridge_restart": "across a bridge restart",
-    "spool_full": "the bridge's spool was full",
-    "beyond_ring": "no longer held by the board for a replay",
-}
 CHART_MARGIN_S = 1800.0
 """The chart link shows this much before the alert began and after it was sent."""
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    device: str
-    boot: str
-    first: int
-    last: int
-    count: int
-    where: str
-
-    def detail(self) -> str:
-        return (
-            f"{self.count} readings missing (seq {self.first}-{self.last}, boot {self.boot}), "
-            f"{WHERE.get(self.where, self.where)}"
-        )
-
-
-def parse_gap(device: str, payload: bytes) -> Gap | None:
-    """A ``readings_missing`` event as a Gap; None for other events; rejected when broken."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadRejected("too_long", f"{len(payload)} bytes")
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadRejected("not_json", str(exc)) from None
-    if not isinstance(obj, dict) or obj.get("event") != "readings_missing":
-        return None
-    data = obj.get("data")
-    if not isinstance(data, dict):
-        raise PayloadRejected("bad_event", "readings_missing without a 'data' object")
-    numbers = [data.get(k) for k in ("first", "last", "count")]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
-        raise PayloadRejected("bad_event", "'first', 'last' and 'count' must be whole numbers")
-    boot, where = data.get("boot", obj.get("boot", "")), data.get("where", "")
-    if not isinstance(boot, str) or not isinstance(where, str) or len(boot + where) > 64:
-        raise PayloadRejected("bad_event", "'boot' and 'where' must be short text")
-    first, last, count = (int(n) for n in numbers)  # type: ignore[arg-type]
-    return Gap(device, boot, first, last, count, where)
 
 
 def _when(ts: float) -> str:

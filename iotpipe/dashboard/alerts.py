@@ -12,7 +12,6 @@ bad file keeps the rules that run.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,10 +26,12 @@ from iotpipe.counters import Counters
 from iotpipe.dashboard.alert_engine import Change, Engine, State
 from iotpipe.dashboard.alert_rules import EMPTY, RuleSet, load_rules
 from iotpipe.dashboard.alert_store import AlertStore
-from iotpipe.dashboard.alert_text import notification, parse_gap, record
+from iotpipe.dashboard.alert_text import notification, record
 from iotpipe.dashboard.notify import Notifier
 from iotpipe.dashboard.store import DeviceRow
 from iotpipe.errors import UserError
+from iotpipe.mqttwire.alert import encode_alert
+from iotpipe.mqttwire.event import gap_of, parse_event
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -116,7 +117,7 @@ class Alerts:
         """Each message on ``<base>/+/event`` (from ingest): gap reports become alerts."""
         try:
             device, _kind = topics.split(self.base, msg.topic)
-            gap = parse_gap(device, bytes(msg.payload))
+            gap = gap_of(parse_event(bytes(msg.payload)), device)
             if gap is None:
                 return
             with self._lock:
@@ -140,8 +141,7 @@ class Alerts:
             self.counters.inc("alerts", change.state)
             log.info("alert %s: %s", change.state, alert["message"])
             if change.device:
-                self.publish(topics.topic(self.base, change.device, "alert"),
-                             json.dumps(alert).encode())  # fmt: skip
+                self.publish(topics.topic(self.base, change.device, "alert"), encode_alert(alert))
             self.announce(alert)
             if change.notify:
                 title, body = notification(alert)

@@ -13,7 +13,6 @@ answer in time is a timeout, never a hang.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
@@ -27,11 +26,12 @@ from iotpipe import topics
 from iotpipe.counters import Counters
 from iotpipe.dashboard.outputs import Outputs
 from iotpipe.dashboard.params import BadRequest
+from iotpipe.mqttwire.answer import Answer, parse_answer
+from iotpipe.mqttwire.request import Request, encode_request
 from iotpipe.transport import properties
 
 CMD_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_PENDING = 64
-MAX_ANSWER_BYTES = 16 * 1024
 
 
 class NoAnswer(Exception):
@@ -67,28 +67,14 @@ def parse_request(body: Any) -> BoardRequest:
 @dataclass
 class _Waiting:
     done: threading.Event
-    answer: dict[str, Any] | None = None
-
-
-def _answer(payload: bytes) -> dict[str, Any]:
-    if len(payload) > MAX_ANSWER_BYTES:
-        raise topics.PayloadRejected("too_long", f"answer of {len(payload)} bytes")
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise topics.PayloadRejected("not_json", str(exc)) from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
-        raise topics.PayloadRejected("bad_answer", "an answer is an object with 'ok'")
-    if obj["ok"]:
-        return {"id": obj.get("id"), "ok": True, "result": obj.get("result")}
-    return {"id": obj.get("id"), "ok": False, "error": str(obj.get("error", ""))[:500]}
+    answer: Answer | None = None
 
 
 class BoardRequests:
     def __init__(self, outputs: Outputs, base: str, client_id: str, counters: Counters):
         self.outputs = outputs
         self.base = base
-        self.reply_topic = f"{base}/dashboard/{client_id}/reply"
+        self.reply_topic = topics.dashboard_reply(base, client_id)
         self.counters = counters
         self._waiting: dict[bytes, _Waiting] = {}
         self._lock = threading.Lock()
@@ -96,8 +82,8 @@ class BoardRequests:
 
     def on_reply(self, msg: mqtt.MQTTMessage) -> None:
         """Called on paho's thread for each message on our reply topic."""
-        answer = _answer(bytes(msg.payload))
-        key = properties.correlation(msg) or str(answer["id"]).encode()
+        answer = parse_answer(bytes(msg.payload))
+        key = properties.correlation(msg) or str(answer.id).encode()
         with self._lock:
             waiting = self._waiting.get(key)
         if waiting is None:
@@ -115,16 +101,12 @@ class BoardRequests:
                 raise Busy(f"{MAX_PENDING} commands are waiting for answers already")
             self._waiting[correlation] = waiting
         try:
-            payload = {
-                "id": request_id,
-                "cmd": command.cmd,
-                "args": command.args,
-                "reply_to": self.reply_topic,  # for MQTT 3.1.1 boards, which lack the property
-            }
+            # reply_to for MQTT 3.1.1 boards, which lack the property
+            request = Request(request_id, command.cmd, command.args, self.reply_topic)
             started = time.monotonic()
             self.outputs.publish(
                 topics.topic(self.base, device, "cmd"),
-                json.dumps(payload, separators=(",", ":")).encode(),
+                encode_request(request),
                 properties.request(self.reply_topic, correlation),
             )
             if not waiting.done.wait(timeout) or waiting.answer is None:
@@ -132,7 +114,7 @@ class BoardRequests:
                 raise NoAnswer(f"no answer from {device!r} within {timeout:g} s")
             self.counters.inc("commands_answered")
             latency_ms = round((time.monotonic() - started) * 1000, 1)
-            return {**waiting.answer, "latency_ms": latency_ms}
+            return {**waiting.answer.as_dict(), "latency_ms": latency_ms}
         finally:
             with self._lock:
                 self._waiting.pop(correlation, None)

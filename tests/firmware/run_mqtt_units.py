@@ -1,10 +1,9 @@
 # Runs under the MicroPython unix port (tests/test_firmware_mqtt.py): the pure parts of a
-# board on MQTT — remaining length, backlog ring, RTC state, payloads, request decoding.
-import json
+# board on MQTT — remaining length, backlog ring, RTC state. Its payloads and request
+# decoding: run_mqtt_vectors.py, against the shared vectors.
 
 import backlog
 import mqtt
-import payload
 import rtcstate
 from check import check, done
 
@@ -119,34 +118,8 @@ def state():
           rtcstate.capacity(492, backlog.HEAD_SIZE + 8) == 16)
 
 
-def payloads():
-    p = payload.Payloads("dev-1", "0a1b2c3d", (("temperature", "°C", 2), ("humidity", "%", 1)))
-    t = p.telemetry(3, 1763700000123, 4567, [21.374, None])
-    check("telemetry is compact JSON in the bridge's key order", t ==
-          '{"device":"dev-1","boot":"0a1b2c3d","seq":3,"ts":1763700000.123,'
-          '"uptime_ms":4567,"metrics":{"temperature":21.37}}', t)
-    m = json.loads(p.meta("0.3.0", "unix", ["sim"], (("temperature", "°C", 2),), 500, -1))
-    check("meta before the clock is set has ts null", m["ts"] is None and m["interval_ms"] == 500)
-    check("meta states each metric's decimals", m["decimals"] == {"temperature": 2}, m)
-    a = json.loads(payload.answer(5, False, "nope"))
-    check("an answer keeps an integer id", a == {"id": 5, "ok": False, "error": "nope"})
-    cases = [
-        (b'{"id":"a","cmd":"ping","reply_to":"x/y"}', ("a", "ping", {}, "x/y", None)),
-        (b'{"id":7,"cmd":"ping","reply_to":"x/#"}', (7, "ping", {}, "d/r", None)),
-        (b"nope", (None, None, None, "d/r", "the request is not JSON")),
-        (b'{"cmd":"ping","reply_to":"x/y"}', (None, None, None, "x/y", "'id'")),
-        (b'{"id":"a","cmd":"set","args":[1]}', ("a", "set", None, "d/r", "'args'")),
-    ]
-    for raw, want in cases:
-        got = payload.decode_request(raw, "d/r")
-        ok = got[:4] == want[:4] and (want[4] is None) == (got[4] is None)
-        ok = ok and (want[4] is None or want[4] in got[4])
-        check("request %s" % raw.decode(), ok, got)
-
-
 remaining_lengths()
 ring()
 kept_copies()
 state()
-payloads()
 done()

@@ -1,4 +1,6 @@
-"""Home Assistant MQTT discovery: what each board is announced as. Pure translation.
+"""Home Assistant MQTT discovery: what each board is announced as — Home Assistant's
+wire, built here for the bridge (from a hello) and ``iotpipe announce`` (from a meta), and
+read back here to tell an iotpipe config from anybody else's. Pure: no I/O.
 
 One retained config per metric (``<prefix>/sensor/<node>/<metric>/config``) and one
 "read now" button (``<prefix>/button/<node>/read_now/config``), as Home Assistant's MQTT
@@ -20,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from iotpipe import __version__, topics, wire
-from iotpipe.bridge.translate import Message
+from iotpipe.mqttwire.meta import parse_meta
+from iotpipe.topics import Message, PayloadRejected
 
 DEFAULT_PREFIX = "homeassistant"
 READ_NOW = "read_now"
@@ -110,34 +113,12 @@ def board_from_hello(hello: wire.Hello) -> Board:
 
 
 def board_from_meta(payload: bytes) -> Board:
-    """A retained ``<base>/<device>/meta`` (anyone may have published it): checked, or
-    ValueError saying what is wrong."""
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"meta is not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise ValueError("meta is not a JSON object")
-    device, units, interval = body.get("device"), body.get("units"), body.get("interval_ms")
-    if not isinstance(device, str) or not wire.DEVICE_ID_RE.fullmatch(device):
-        raise ValueError(f"meta names no valid device ({device!r})")
-    if (
-        not isinstance(units, dict)
-        or len(units) > wire.MAX_METRICS
-        or not all(
-            isinstance(k, str) and wire.METRIC_RE.fullmatch(k) and isinstance(v, str)
-            for k, v in units.items()
-        )
-    ):
-        raise ValueError("meta 'units' must map metric names to unit strings")
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
-        raise ValueError("meta 'interval_ms' must be a whole number >= 0")
-    try:
-        decimals = wire.parse_decimals(body, units)
-    except wire.LineRejected as exc:
-        raise ValueError(f"meta {exc.detail}") from None
-    fw, model = str(body.get("fw", "")), str(body.get("board", ""))
-    return Board(device, fw, model, units, interval, decimals)
+    """A retained ``<base>/<device>/meta`` (anyone may have published it), checked by the
+    meta's contract; announcing it needs its ``device`` and ``interval_ms``."""
+    meta = parse_meta(payload)
+    if meta.device is None or meta.interval_ms is None:
+        raise PayloadRejected("bad_meta", "a meta to announce names its device and interval_ms")
+    return Board(meta.device, meta.fw, meta.board, meta.units, meta.interval_ms, meta.decimals)
 
 
 def node_id(device: str) -> str:
@@ -294,3 +275,19 @@ def parse_config_topic(prefix: str, name: str) -> tuple[str, str, str] | None:
         return None
     component, node, object_id = parts[levels : levels + 3]
     return component, node, object_id
+
+
+def config_owner(base: str, payload: bytes) -> str | None:
+    """The iotpipe device a discovery config belongs to, or None if it is not about a
+    board under ``base`` (configs of release 1b120ab had no ``origin``; their device block
+    and topics say it all the same)."""
+    try:
+        body = json.loads(payload)
+        about, ids = body["device"], body["device"]["identifiers"]
+        topic = body.get("state_topic") or body["command_topic"]
+        device, _kind = topics.split(base, topic)
+    except (ValueError, KeyError, TypeError, AttributeError):  # PayloadRejected too
+        return None
+    if about.get("manufacturer") != "iotpipe" or ids != [f"iotpipe_{device}"]:
+        return None
+    return device
