@@ -1,25 +1,22 @@
-"""Logging in to the broker for the CLI's own clients (`iotpipe doctor`, `iotpipe sub`).
+"""Logging in to the broker for the CLI's own clients (`iotpipe doctor`, `iotpipe sub`,
+`iotpipe announce`, deploy's watch).
 
-One place that turns a failed MQTT connection into what went wrong and what to do, so
-both commands say the same thing about the same problem.
+One place that turns a failed MQTT connection (``iotpipe.transport``'s typed failures)
+into what went wrong and what to do, so every command says the same thing about the same
+problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import ssl
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from iotpipe import transport
+from iotpipe.counters import Counters
 from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
 
@@ -71,33 +68,14 @@ class LoginFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Login:
-    broker: BrokerURL
-    user: str | None = None
-    password: str | None = None
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
+class Login(transport.Login):
+    """The transport's login, read from the command line's settings."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Login:
         fill_credentials(args)
         names = ("broker", "mqtt_user", "mqtt_password", "mqtt_ca", "mqtt_cert", "mqtt_key")
         return cls(*(getattr(args, name) for name in names))
-
-    def client(self, client_id: str = "") -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        user = self.user or self.broker.username
-        if user:
-            client.username_pw_set(user, self.password or self.broker.password)
-        if self.broker.tls or self.ca or self.cert:
-            client.tls_set(
-                ca_certs=str(self.ca) if self.ca else None,
-                certfile=str(self.cert) if self.cert else None,
-                keyfile=str(self.key) if self.key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        return client
 
 
 def _unreachable(broker: BrokerURL, error: str) -> LoginFailed:
@@ -121,40 +99,40 @@ def _refused(broker: BrokerURL, reason: ReasonCode) -> LoginFailed:
 
 
 def connect(
-    login: Login, timeout: float = 5.0, client_id: str = "", session_expiry_s: int = 0
-) -> mqtt.Client:
-    """A client logged in to the broker (its network loop not started), or LoginFailed.
+    login: transport.Login, timeout: float = 5.0, client_id: str = "", session_expiry_s: int = 0
+) -> transport.Session:
+    """A session logged in to the broker (its network loop not started), or LoginFailed.
     With ``session_expiry_s`` the broker keeps its session (subscriptions, QoS 1 messages
     that arrive meanwhile) across a dropped connection for that long: a fresh session at
-    the first connect, resumed by paho's reconnects; ``client_id`` must then be given."""
-    client = login.client(client_id)
-    answer: list[ReasonCode] = []
-    client.on_connect = lambda c, u, flags, reason, props: answer.append(reason)
-    kept: dict[str, Any] = {}
-    if session_expiry_s:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = session_expiry_s
-        kept = {"clean_start": mqtt.MQTT_CLEAN_START_FIRST_ONLY, "properties": properties}
+    the first connect, resumed by reconnects; ``client_id`` must then be given."""
+    options = transport.Options(login, session_expiry_s=session_expiry_s, fresh_first=True)
+    session = transport.Session(options, client_id, Counters("iotpipe_cli"))
     try:
-        client.connect(login.broker.host, login.broker.port, keepalive=30, **kept)
-    except ssl.SSLError as exc:
+        transport.connect_now(session, timeout)
+    except transport.TLSFailed as exc:
         raise LoginFailed(
-            f"TLS with {login.broker} failed ({exc.reason})", "check --mqtt-ca and the host name"
+            f"TLS with {login.broker} failed ({exc.reason})",
+            "check --mqtt-ca (and --mqtt-cert/--mqtt-key if the broker asks for a client "
+            "certificate) and the host name",
         ) from None
-    except OSError as exc:
-        raise _unreachable(login.broker, exc.strerror or str(exc)) from None
-    deadline = time.monotonic() + timeout
-    while not answer and time.monotonic() < deadline:
-        if client.loop(0.1) not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
-            break
-    if not answer:
-        client.disconnect()
+    except transport.Unreachable as exc:
+        raise _unreachable(login.broker, exc.error) from None
+    except transport.Dropped:
+        if login.tls:
+            raise LoginFailed(
+                f"the broker at {login.broker} closed the TLS connection before answering",
+                "it may want a client certificate: give --mqtt-cert and --mqtt-key (or check "
+                "that the broker's CA signed them); its log says why",
+            ) from None
+        raise LoginFailed(
+            f"the broker at {login.broker} closed the connection before answering", "see its log"
+        ) from None
+    except transport.NoAnswer:
         raise LoginFailed(
             f"{login.broker.host}:{login.broker.port} accepted a TCP connection but gave no "
             "MQTT answer",
             "something else listens on that port: fix the port in --broker / IOTPIPE_BROKER",
-        )
-    if answer[0].is_failure:
-        client.disconnect()
-        raise _refused(login.broker, answer[0])
-    return client
+        ) from None
+    except transport.Refused as exc:
+        raise _refused(login.broker, exc.reason) from None
+    return session

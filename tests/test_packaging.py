@@ -198,3 +198,14 @@ def test_the_wheel_builds_without_warnings_and_carries_the_mit_license(
     for data in ("iotpipe/dashboard/templates/index.html", "iotpipe/dashboard/static/app.js",
                  "iotpipe/broker/conf.d/iotpipe.conf", "iotpipe/firmware/main.py"):  # fmt: skip
         assert data in names, data
+
+
+def test_every_package_of_the_tree_is_named_for_the_wheel() -> None:
+    """pyproject.toml names its packages one by one: a new one left out would be missing
+    from every regular install while the clone's tests still import it."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "iotpipe").rglob("__init__.py")
+    }
+    assert found - listed == set()

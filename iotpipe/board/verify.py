@@ -20,9 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from iotpipe import topics
 from iotpipe.broker import auth
@@ -30,6 +27,7 @@ from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import Login, LoginFailed, connect
 from iotpipe.mqttwire import meta as mqttwire_meta
+from iotpipe.transport import properties
 
 log = logging.getLogger(__name__)
 
@@ -88,52 +86,26 @@ class Watch:
         self.topic = topics.topic(base, device, "meta")
         self._found: Meta | None = None
         self._arrived = threading.Event()
-        self._granted: list[ReasonCode] = []
         # A session the broker keeps while paho reconnects after a drop: the meta the board
         # publishes in that gap waits in it (QoS 1), instead of being lost to the wait.
         self.client_id = f"iotpipe-deploy-{device}-{secrets.token_hex(4)}"
         try:
-            self.client = connect(login, client_id=self.client_id, session_expiry_s=SESSION_S)
+            self.session = connect(login, client_id=self.client_id, session_expiry_s=SESSION_S)
         except LoginFailed as exc:
             raise NotChecked(exc.problem, exc.fix) from None
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_connect = self._on_connect
-        self.client.loop_start()  # pings the broker while mpremote copies for minutes
-        self.client.subscribe(self.topic, qos=1)
-        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
-        while not self._granted and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not self._granted or self._granted[0].is_failure:
-            said = self._granted[0] if self._granted else "no answer"
+        self.client = self.session.client
+        # Subscribed now and after every reconnect (the session may have expired meanwhile).
+        self.session.handle(self.topic, self._on_message)
+        self.session.start_thread()  # pings the broker while mpremote copies for minutes
+        if not self.session.subscribed.wait(SUBSCRIBE_TIMEOUT_S):
+            said = self.session.refused.get(self.topic, "no answer")
             self.close()
             raise NotChecked(
                 f"the broker did not let the reader subscribe to {self.topic} ({said})",
                 "check the ACL the broker reads (DATA/acl) grants the reader the base topic",
             )
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if not reason.is_failure and not flags.session_present:  # expired: subscribe again
-            client.subscribe(self.topic, qos=1)
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        self._granted.extend(codes)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         if msg.retain or self._arrived.is_set():
             return  # the retained one is from an earlier run
         meta = parse_meta(bytes(msg.payload))
@@ -162,10 +134,7 @@ class Watch:
             print(f"  … not yet ({left:.0f} s left)", flush=True)
 
     def close(self) -> None:
-        ends = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-        ends.SessionExpiryInterval = 0  # nothing left behind on the broker
-        self.client.disconnect(properties=ends)
-        self.client.loop_stop()
+        self.session.stop_thread(properties.end_session())  # nothing left on the broker
 
 
 def wait_seconds(text: str) -> float:

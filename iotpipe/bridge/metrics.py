@@ -40,6 +40,8 @@ COUNTERS: Mapping[str, Declared] = {
     "disconnects": Declared("Connections to the broker lost"),
     "publish_errors": Declared("Publishes paho-mqtt refused, by its error", labelled=True),
     "refused_by_broker": Declared("Publishes the broker refused, by reason code", labelled=True),
+    "subscriptions_refused": Declared("Subscriptions the broker refused"),
+    "handler_errors": Declared("Messages from the broker whose handler failed"),
     "port_opens": Declared("Times the serial port was opened"),
     "port_errors": Declared("Serial port failures, by operation", ("open", "read")),
     "link_errors": Declared("Bugs one port's data tripped (logged; the other ports go on)"),

@@ -1,54 +1,38 @@
-"""MQTT transport for the bridge: knows topics and payloads as bytes, nothing of boards.
+"""The bridge's side of the transport: knows topics and payloads as bytes, nothing of boards.
 
-paho-mqtt 2.x, MQTT 5, QoS 1, a persistent session (clean start off, a session expiry) and
-automatic reconnection with backoff (``mqttio.Connection``, driven by the bridge's loop).
-The will says ``offline`` on the status topic it is given; the retained messages given to
-``keep_retained`` are published again after every (re)connect. Messages paho still holds
-unacknowledged when a connection comes up are dropped: the outbox sends them again from
-the spool, in order, so they are not sent twice.
-A failed publish is logged and counted, never raised out of the daemon.
+A thin wrapper over ``iotpipe.transport``: MQTT 5, QoS 1, a persistent session (clean start
+off, a session expiry), driven by the bridge's own ``select`` loop (``SelectDriver``, as
+``connection``) with the transport's reconnect policy. The will says ``offline`` on the
+status topic it is given; the retained messages given to ``keep_retained`` are published
+again after every (re)connect. Messages paho still holds unacknowledged when a connection
+comes up are dropped: the outbox sends them again from the spool, in order, so they are
+not sent twice. A failed publish is logged and counted, never raised out of the daemon.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from iotpipe.bridge.mqttio import Connection
 from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.translate import Message
 from iotpipe.counters import Counters
-from iotpipe.endpoints import BrokerURL
+from iotpipe.transport import SESSION_EXPIRY_S, Handler, Login, Options, SelectDriver, Session, Will
+from iotpipe.transport import properties as props
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 30
-SESSION_EXPIRY_S = 7 * 24 * 3600
 MAX_QUEUED = 10_000  # held by paho: the outbox window plus answers and retained state
 
-Handler = Callable[[mqtt.MQTTMessage], None]
+MqttOptions = Login
+"""Where the broker is and how the bridge logs in (the transport's ``Login``)."""
 
-
-@dataclass(frozen=True, slots=True)
-class MqttOptions:
-    broker: BrokerURL
-    username: str | None = None
-    password: str | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+__all__ = ["Handler", "Listener", "MqttOptions", "Publisher"]
 
 
 class Listener(Protocol):
@@ -70,8 +54,17 @@ class _Deaf:
         pass
 
 
-def _properties(packet: int) -> Properties:
-    return Properties(packet)  # type: ignore[no-untyped-call]
+def options_for(login: Login, will: Message, persistent: bool) -> Options:
+    return Options(
+        login,
+        session_expiry_s=SESSION_EXPIRY_S if persistent else 0,
+        will=Will(will.topic, will.payload, qos=1, retain=True),
+        # No in-flight limit of paho's own: on every PUBACK paho walks each message it holds
+        # to find the next to send (5 to 20 µs per QoS 1 reading, docs/benchmarks.md). The
+        # outbox keeps its readings within its window instead (outbox.WINDOW).
+        max_inflight=0,
+        max_queued=MAX_QUEUED,
+    )
 
 
 class Publisher:
@@ -90,38 +83,34 @@ class Publisher:
         self.counters = counters
         self.listener: Listener = listener or _Deaf()
         self.persistent = persistent
-        self.connected = threading.Event()
+        self.session = Session(options_for(options, will, persistent), client_id, counters)
+        self.connected = self.session.connected
         self._retained: dict[str, Message] = {}
-        self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
         self._stopping = False
         self._unreachable = False
-        client = _client(options, client_id, will, persistent)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+        self.session.on_up = self._on_up
+        self.session.on_refused = self._on_refused
+        self.session.on_down = self._on_down
+        self.client = self.session.client
         if listener is not None:
             # paho builds a ReasonCode and Properties for every QoS 0 message it sends when
             # on_publish is set: a third of a QoS 0 reading's cost, for nobody to hear.
-            client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        self.client = client
-        self.connection = Connection(client, self._on_connect_fail)
+            self.client.on_publish = self._on_publish
+        self.connection = SelectDriver(self.client, self._on_connect_fail)
 
     def start(self) -> None:
         self.connection.enable()
 
     def handle(self, topic_filter: str, handler: Handler) -> None:
         """Subscribe (now and after every reconnect) and give matching messages to handler."""
-        with self._lock:
-            self._handlers[topic_filter] = handler
-        if self.connected.is_set():
-            self.client.subscribe(topic_filter, qos=1)
+        self.session.handle(topic_filter, handler)
 
     def keep_retained(self, message: Message) -> None:
         """Publish now and again after every reconnect (status, meta, discovery)."""
         with self._lock:
             self._retained[message.topic] = message
-        if self.connected.is_set():  # otherwise _on_connect publishes it
+        if self.connected.is_set():  # otherwise _on_up publishes it
             self.publish(message)
 
     def republish_retained(self) -> None:
@@ -134,18 +123,10 @@ class Publisher:
         """Publish now if connected (retained messages also go out again on connect)."""
         if not self.connected.is_set():
             return False
-        props = None
-        if correlation is not None:
-            props = _properties(PacketTypes.PUBLISH)
-            props.CorrelationData = correlation
-        info = self.client.publish(
-            message.topic, message.payload, message.qos, message.retain, properties=props
+        mid = self.session.publish(
+            message.topic, message.payload, message.qos, message.retain, props.reply(correlation)
         )
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            self.counters.inc("publish_errors", mqtt.error_string(info.rc))
-            log.warning("could not publish to %s: %s", message.topic, mqtt.error_string(info.rc))
-            return False
-        return True
+        return mid is not None
 
     def send(self, topic: str, payload: bytes) -> int | None:
         """QoS 1 publish for the outbox: the message id, or None when not connected."""
@@ -159,7 +140,7 @@ class Publisher:
         if not self.connected.is_set():
             self.counters.inc("dropped", "not_connected", len(messages))
             return
-        publish = self.client.publish
+        publish = self.client.publish  # the hot path: no checks per reading
         for topic, payload in messages:
             publish(topic, payload, qos)
 
@@ -174,38 +155,28 @@ class Publisher:
             self.connection.flush(lambda: not self.connection.want_write(), 2)
         self.connection.disable()
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
-    ) -> None:
-        if reason.is_failure:
-            changed(log, "broker_refused", logging.ERROR, broker=self.broker, reason=reason)
-            return
-        client.drop_out_messages()  # the outbox sends them again, in order
+    def _on_refused(self, reason: ReasonCode) -> None:
+        changed(log, "broker_refused", logging.ERROR, broker=self.broker, reason=reason)
+
+    def _on_up(self, session_present: bool) -> None:
+        self.client.drop_out_messages()  # the outbox sends them again, in order
         self._unreachable = False
         self.connection.connected()
-        self.connected.set()
         self.counters.inc("connects")
         changed(
             log,
             "broker_connected",
             broker=self.broker,
             client=self.client_id,
-            session_present=flags.session_present,
+            session_present=session_present,
         )
-        with self._lock:
-            filters = list(self._handlers)
-        for topic_filter in filters:
-            client.subscribe(topic_filter, qos=1)
         self.republish_retained()
         self.listener.connected()
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
-    ) -> None:
-        if self.connected.is_set() and not self._stopping:
+    def _on_down(self, reason: ReasonCode, was_up: bool) -> None:
+        if was_up and not self._stopping:
             self.counters.inc("disconnects")
             changed(log, "broker_lost", logging.WARNING, broker=self.broker, reason=reason)
-        self.connected.clear()
         self.connection.lost(time.monotonic())
         self.listener.disconnected()
 
@@ -234,50 +205,3 @@ class Publisher:
                     log, "broker_refused_message", logging.WARNING, reason=reason, count=refused + 1
                 )
         self.listener.acked(mid)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            handlers = [
-                h for f, h in self._handlers.items() if mqtt.topic_matches_sub(f, msg.topic)
-            ]
-        for handler in handlers:
-            try:
-                handler(msg)
-            except Exception:  # a bug in one handler must not stop paho's thread
-                log.exception("handling a message on %s failed", msg.topic)
-
-
-def _client(options: MqttOptions, client_id: str, will: Message, persistent: bool) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.will_set(will.topic, will.payload, qos=1, retain=True)
-    # No in-flight limit of paho's own: on every PUBACK paho walks each message it holds
-    # to find the next to send (5 to 20 µs per QoS 1 reading, docs/benchmarks.md). The
-    # outbox keeps its readings within its window instead (outbox.WINDOW).
-    client.max_inflight_messages_set(0)
-    client.max_queued_messages_set(MAX_QUEUED)
-    _secure(client, options)
-    props = _properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
-    # Only remembers where to connect: the bridge's loop connects, through `Connection`.
-    client.connect_async(
-        options.broker.host,
-        options.broker.port,
-        keepalive=KEEPALIVE_S,
-        clean_start=not persistent,
-        properties=props,
-    )
-    return client
-
-
-def _secure(client: mqtt.Client, options: MqttOptions) -> None:
-    username = options.username or options.broker.username
-    password = options.password or options.broker.password
-    if username:
-        client.username_pw_set(username, password)
-    if options.broker.tls or options.ca_file or options.cert_file:
-        client.tls_set(
-            ca_certs=str(options.ca_file) if options.ca_file else None,
-            certfile=str(options.cert_file) if options.cert_file else None,
-            keyfile=str(options.key_file) if options.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )

@@ -14,10 +14,10 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from iotpipe import transport
 from iotpipe.broker import auth
 from iotpipe.commands.announcer import Announcer
 from iotpipe.errors import UserError
@@ -39,29 +39,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 class Loop:
     """The announcer's MQTT side: subscriptions in order, and what it decides published."""
 
-    def __init__(self, client: mqtt.Client, announcer: Announcer, folder: Path) -> None:
-        self.client = client
+    def __init__(self, session: transport.Session, announcer: Announcer, folder: Path) -> None:
+        self.session = session
         self.announcer = announcer
         self.folder = folder
         self.lock = threading.Lock()
-        self._meta_mid: int | None = None
         self._known: set[str] | None = None
         prefix = announcer.prefix
         self.metas = f"{announcer.base}/+/meta"
         self.configs = [f"{prefix}/+/+/+/config", discovery.birth_topic(prefix)]
-        client.on_connect = lambda c, u, flags, reason, props: self.subscribe()
-        client.on_subscribe = self._subscribed
-        client.on_message = self._message
+        # In this order, in one SUBSCRIBE (sent again after every reconnect): the broker
+        # sends the retained messages of the metas before those of the configs, so every
+        # meta is known before any config is judged.
+        for topic in (self.metas, *self.configs):
+            session.handle(topic, self._message)
 
-    def subscribe(self) -> None:
-        # Metas first: their retained messages all arrive before any config is judged.
-        self._meta_mid = self.client.subscribe(self.metas, qos=1)[1]
-
-    def _subscribed(self, client: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
-        if mid == self._meta_mid:
-            client.subscribe([(topic, 1) for topic in self.configs])
-
-    def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _message(self, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)
         with self.lock:
             if msg.topic == self.configs[1]:
@@ -74,7 +67,7 @@ class Loop:
 
     def publish(self, messages: list[Message]) -> None:
         for m in messages:
-            self.client.publish(m.topic, m.payload, qos=1, retain=m.retain)
+            self.session.publish(m.topic, m.payload, qos=1, retain=m.retain)
             log.debug("published %s (%d bytes)", m.topic, len(m.payload))
 
     def check_logins(self) -> None:
@@ -102,14 +95,12 @@ def run(args: argparse.Namespace) -> int:
             )
     fill_credentials(args)
     try:
-        client = connect(Login.from_args(args), client_id="iotpipe-announce")
+        session = connect(Login.from_args(args), client_id="iotpipe-announce")
     except LoginFailed as exc:
         raise UserError(str(exc)) from None
-    client.reconnect_delay_set(1, 30)
-    loop = Loop(client, Announcer(args.base_topic, args.ha_prefix), folder)
+    loop = Loop(session, Announcer(args.base_topic, args.ha_prefix), folder)
     loop.check_logins()
-    loop.subscribe()
-    client.loop_start()
+    session.start_thread()
     signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: disconnect cleanly
     log.info("announcing boards on Wi-Fi from %s/+/meta to %s", args.base_topic, args.ha_prefix)
     try:
@@ -119,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        client.loop_stop()
-        client.disconnect()
+        session.stop_thread()
 
 
 def _interrupt(signum: int, frame: object) -> None:

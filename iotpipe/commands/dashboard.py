@@ -28,6 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "mqtt-password",
         "mqtt-credentials",
         "mqtt-ca",
+        "mqtt-cert",
+        "mqtt-key",
         "log-level",
     )
 

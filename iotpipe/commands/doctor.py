@@ -71,8 +71,8 @@ def check_broker(args: argparse.Namespace) -> Check:
         client = connect(login, timeout=5.0)
     except LoginFailed as exc:
         return Check(FAIL, "broker", exc.problem, exc.fix)
-    client.disconnect()
-    user = login.user or login.broker.username
+    client.client.disconnect()
+    user = login.username or login.broker.username
     who = f" as {user}" if user else ""
     return Check(OK, "broker", f"logged in to {login.broker}{who}")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from iotpipe import transport
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import SETTINGS as LOGIN_SETTINGS
 from iotpipe.mqttlogin import Login, LoginFailed, connect
@@ -114,30 +115,29 @@ class Formatter:
 
 
 def subscribe(
-    client: mqtt.Client, topic: str, count: int, show: Callable[[str], None], base: str
+    session: transport.Session, topic: str, count: int, show: Callable[[str], None], base: str
 ) -> None:
     """Print messages until ``count`` have been shown (0: until interrupted)."""
     formatter = Formatter(base)
     seen = 0
 
-    def on_message(c: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def on_message(msg: mqtt.MQTTMessage) -> None:
         nonlocal seen
         if count and seen >= count:
             return
         seen += 1
         show(formatter.line(msg.topic, bytes(msg.payload), time.time()))
         if count and seen >= count:
-            c.disconnect()
+            session.client.disconnect()
 
-    client.on_message = on_message
-    client.subscribe(topic, qos=1)
-    client.loop_forever()
+    session.handle(topic, on_message)
+    session.run_forever()
 
 
 def run(args: argparse.Namespace) -> int:
     topic = args.topic or f"{args.base_topic}/#"
     try:
-        client = connect(Login.from_args(args))
+        session = connect(Login.from_args(args))
     except LoginFailed as exc:
         raise UserError(str(exc)) from None
 
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"# {args.broker}  {topic}", file=sys.stderr, flush=True)
     try:
-        subscribe(client, topic, args.count, show, args.base_topic)
+        subscribe(session, topic, args.count, show, args.base_topic)
     finally:
-        client.disconnect()
+        session.client.disconnect()
     return 0

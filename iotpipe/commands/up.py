@@ -121,20 +121,22 @@ class FirstReadings:
     """Watches telemetry so `up` can say when each board's first reading has arrived."""
 
     def __init__(self, port: int, base: str, login: Credentials | None) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from iotpipe import transport
+        from iotpipe.counters import Counters
+        from iotpipe.endpoints import BrokerURL
 
         self.seen: dict[str, dict[str, float]] = {}
         self.changed = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        if login is not None:
-            self.client.username_pw_set(login.user, login.password)
-        self.client.on_connect = lambda c, *a: c.subscribe(f"{base}/+/telemetry", qos=0)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
+        broker = transport.Login(
+            BrokerURL("mqtt", "127.0.0.1", port),
+            login.user if login else None,
+            login.password if login else None,
+        )
+        self.session = transport.Session(transport.Options(broker), "", Counters("iotpipe_up"))
+        self.session.handle(f"{base}/+/telemetry", self._on_message, qos=0)
+        self.session.start_thread()
 
-    def _on_message(self, client: object, userdata: object, msg: object) -> None:
+    def _on_message(self, msg: object) -> None:
         try:
             body = json.loads(msg.payload)  # type: ignore[attr-defined]
             device, metrics = str(body["device"]), dict(body["metrics"])
@@ -163,8 +165,7 @@ class FirstReadings:
             )
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.session.stop_thread()
 
 
 def _role_env(args: argparse.Namespace, role: str) -> dict[str, str]:

@@ -4,10 +4,10 @@ store (``alert_store``), published to ``<base>/<device>/alert``, pushed to the p
 sent through Apprise (``notify``). docs/alerts.md is the user's guide.
 
 Every entry point takes one lock: calls come from the writer thread (readings, store
-state), paho's thread (gap events) and the HTTP threads (acknowledge, silence), and a tick
-thread that moves time on ("for" durations, quiet boards, reminders) and reloads the
-rules file when it changed or on SIGHUP — validated first, a bad file keeps the rules
-that run.
+state), the ingest's network thread (gap events) and the HTTP threads (acknowledge,
+silence), and a tick thread that moves time on ("for" durations, quiet boards,
+reminders) and reloads the rules file when it changed or on SIGHUP — validated first, a
+bad file keeps the rules that run.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Alerts:
         notifier: Notifier,
         counters: Counters,
         public_url: str,
-        publish: Callable[[str, bytes], None],
+        publish: Callable[[str, bytes], object],
         announce: Callable[[dict[str, Any]], None],
     ) -> None:
         self.rules_path = rules_path
@@ -113,8 +113,8 @@ class Alerts:
         with self._lock:
             self._emit(self.engine.store(ok, reason, time.time()))
 
-    def on_event(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        """paho's callback for ``<base>/+/event``: gap reports become alerts."""
+    def on_event(self, msg: mqtt.MQTTMessage) -> None:
+        """Each message on ``<base>/+/event`` (from ingest): gap reports become alerts."""
         try:
             device, _kind = topics.split(self.base, msg.topic)
             gap = gap_of(parse_event(bytes(msg.payload)), device)
@@ -125,7 +125,7 @@ class Alerts:
         except topics.PayloadRejected as exc:
             self.counters.inc("rejected", exc.reason)
             log.debug("rejected %s: %s", msg.topic, exc)
-        except Exception:  # never let one message kill paho's network thread
+        except Exception:  # never let one message kill the network thread
             self.counters.inc("rejected", "internal_error")
             log.exception("could not handle an event on %s", msg.topic)
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from iotpipe import topics
 from iotpipe.counters import Counters
+from iotpipe.dashboard.outputs import Outputs
 from iotpipe.dashboard.params import BadRequest
 from iotpipe.mqttwire.answer import Answer, parse_answer
 from iotpipe.mqttwire.request import Request, encode_request
+from iotpipe.transport import properties
 
 CMD_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_PENDING = 64
@@ -71,19 +71,19 @@ class _Waiting:
 
 
 class BoardRequests:
-    def __init__(self, client: mqtt.Client, base: str, client_id: str, counters: Counters):
-        self.client = client
+    def __init__(self, outputs: Outputs, base: str, client_id: str, counters: Counters):
+        self.outputs = outputs
         self.base = base
         self.reply_topic = topics.dashboard_reply(base, client_id)
         self.counters = counters
         self._waiting: dict[bytes, _Waiting] = {}
         self._lock = threading.Lock()
+        outputs.handle(self.reply_topic, self.on_reply)
 
     def on_reply(self, msg: mqtt.MQTTMessage) -> None:
         """Called on paho's thread for each message on our reply topic."""
         answer = parse_answer(bytes(msg.payload))
-        correlation = getattr(msg.properties, "CorrelationData", None)
-        key = bytes(correlation) if correlation else str(answer.id).encode()
+        key = properties.correlation(msg) or str(answer.id).encode()
         with self._lock:
             waiting = self._waiting.get(key)
         if waiting is None:
@@ -101,17 +101,13 @@ class BoardRequests:
                 raise Busy(f"{MAX_PENDING} commands are waiting for answers already")
             self._waiting[correlation] = waiting
         try:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ResponseTopic = self.reply_topic
-            props.CorrelationData = correlation
             # reply_to for MQTT 3.1.1 boards, which lack the property
             request = Request(request_id, command.cmd, command.args, self.reply_topic)
             started = time.monotonic()
-            self.client.publish(
+            self.outputs.publish(
                 topics.topic(self.base, device, "cmd"),
                 encode_request(request),
-                qos=1,
-                properties=props,
+                properties.request(self.reply_topic, correlation),
             )
             if not waiting.done.wait(timeout) or waiting.answer is None:
                 self.counters.inc("command_timeouts")

@@ -3,7 +3,8 @@ served and stopped — the one place that knows them all, as ``create_app`` (``a
 the one place that puts the web app together.
 
 Data flow: MQTT message → ``Ingest`` (validate) → ``Writer`` queue → store (one batch,
-one transaction) → ``Fanout`` → live hub (SSE) and alert rules.
+one transaction) → ``Fanout`` → live hub (SSE) and alert rules. What the dashboard
+publishes (alerts, requests to boards) leaves through ``Outputs``, a connection of its own.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import hashlib
 import logging
 import signal
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask
 
-from iotpipe import topics
 from iotpipe.counters import Counters
 from iotpipe.dashboard.alert_store import AlertStore
 from iotpipe.dashboard.alerts import Alerts
@@ -29,12 +29,14 @@ from iotpipe.dashboard.fanout import Fanout
 from iotpipe.dashboard.ingest import Ingest
 from iotpipe.dashboard.live import Hub
 from iotpipe.dashboard.notify import Notifier
+from iotpipe.dashboard.outputs import Outputs
 from iotpipe.dashboard.server import serve, stream_limit
 from iotpipe.dashboard.services import Services
 from iotpipe.dashboard.store import Store, open_store
 from iotpipe.dashboard.writer import Retention, Writer
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import fill_credentials
+from iotpipe.transport import Login
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Dashboard:
     store: Store
     writer: Writer
     ingest: Ingest
+    outputs: Outputs
     hub: Hub
     counters: Counters
     app: Flask
@@ -77,15 +80,14 @@ class Dashboard:
         writer = Writer(store, counters, Retention(args.retention, args.history), fanout)
         ident = client_id(args.data, args.share_group)
         fill_credentials(args, "dashboard")
-        broker = args.broker
-        if args.mqtt_user:
-            broker = replace(broker, username=args.mqtt_user, password=args.mqtt_password)
-        ingest = Ingest(
-            broker, args.base_topic, ident, writer.put, counters, args.share_group, args.mqtt_ca
-        )
+        login = Login(
+            args.broker, args.mqtt_user, args.mqtt_password, args.mqtt_ca, args.mqtt_cert,
+            args.mqtt_key,
+        )  # fmt: skip
+        ingest = Ingest(login, args.base_topic, ident, writer.put, counters, args.share_group)
         writer.ack = ingest.ack
-        board_requests = BoardRequests(ingest.client, args.base_topic, ident, counters)
-        ingest.extra_subscriptions[board_requests.reply_topic] = board_requests.on_reply
+        outputs = Outputs(login, f"{ident}-out", counters)
+        board_requests = BoardRequests(outputs, args.base_topic, ident, counters)
         alerts = fanout.alerts = Alerts(
             args.alerts,
             args.base_topic,
@@ -93,11 +95,11 @@ class Dashboard:
             Notifier(counters, args.alert_retry),
             counters,
             args.public_url or args.http.url,
-            lambda topic, payload: _publish(ingest, topic, payload),
+            outputs.publish,
             lambda alert: hub.publish("alert", alert),
         )
         writer.on_health = alerts.store_state
-        _route_events(ingest, args.base_topic, alerts)
+        ingest.on_event(alerts.on_event)
         services = Services(
             store,
             hub,
@@ -118,12 +120,13 @@ class Dashboard:
         login_url = write_login_url(Path(args.data), args.http.url, token)
         log.info("to send commands, log in once at the URL in %s", login_url)
         app = create_app(services, token)
-        return cls(store, writer, ingest, hub, counters, app, alerts)
+        return cls(store, writer, ingest, outputs, hub, counters, app, alerts)
 
     def start(self) -> None:
         threading.Thread(target=_warm_figures, name="warm-figures", daemon=True).start()
         self.alerts.start(self.store.devices())
         self.writer.start()
+        self.outputs.start()
         self.ingest.start()
 
     def stop(self) -> None:
@@ -132,6 +135,7 @@ class Dashboard:
         self.ingest.stop()
         self.hub.close()
         self.alerts.stop()
+        self.outputs.stop()  # after the alerts: the last ones still go out
         self.store.close()
 
 
@@ -152,18 +156,3 @@ def _warm_figures() -> None:
     from iotpipe.dashboard.figures import warm_up
 
     warm_up()
-
-
-def _publish(ingest: Ingest, topic: str, payload: bytes) -> None:
-    """A failed publish is logged, never thrown out of the writer thread."""
-    info = ingest.client.publish(topic, payload, qos=1)
-    if info.rc != 0:
-        log.warning("could not publish to %s (rc %d)", topic, info.rc)
-
-
-def _route_events(ingest: Ingest, base: str, alerts: Alerts) -> None:
-    """Board events (the bridge's gap reports) go to the alerts: the filter is subscribed
-    with the others, and paho hands its messages to ``alerts.on_event`` directly."""
-    wanted = topics.subscription(base, "event")
-    ingest.extra_subscriptions[wanted] = lambda msg: None  # matched by filter, not by name
-    ingest.client.message_callback_add(wanted, alerts.on_event)

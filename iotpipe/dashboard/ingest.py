@@ -1,44 +1,51 @@
 """MQTT ingest: subscribe, validate each message where it enters, hand it to the writer.
 
-paho-mqtt 2.x, MQTT 5, QoS 1 and a persistent session (``clean_start`` false, a long
-session expiry, a client id stable for the data directory), so readings published while
-the dashboard restarts wait in the broker instead of being lost. paho reconnects on its
-own with backoff, and keeps retrying when the broker is not there at start-up; the HTTP
-side serves history meanwhile. A malformed message is counted by reason and logged
+A session of ``iotpipe.transport``: MQTT 3.1.1, QoS 1 and a persistent session (clean
+session off, a client id stable for the data directory), so readings published while the
+dashboard restarts wait in the broker instead of being lost. 3.1.1 because ingest needs no
+properties (the dashboard's requests and their answers go by ``outputs``, on MQTT 5), and
+paho then decodes no properties per PUBLISH: about a third less CPU per reading
+(docs/benchmarks.md, Dashboard). Driven by
+the transport's ``NetworkThread`` (reads message after message per wake-up), which
+reconnects with backoff and keeps retrying when the broker is not there at start-up; the
+HTTP side serves history meanwhile. A malformed message is counted by reason and logged
 sparsely (a flood of garbage must not flood the log), never raised.
 
+``manual_ack`` makes paho leave each QoS 1 PUBACK to us (``Client.ack``): the writer
+acknowledges a message only after the transaction holding it committed. How many
+unacknowledged messages the broker may have handed us at once is, for a 3.1.1 client, the
+broker's ``max_inflight_messages`` (10,000 in iotpipe's broker configuration): a window
+large enough that a commit of a few thousand readings keeps the stream flowing, small
+enough that a store that cannot write holds little here. The broker keeps the session
+while we are away for its ``persistent_client_expiration`` (30 days there).
+
 Every message goes to the writer with its acknowledgement token, also one rejected here
-(without an item), and the writer acknowledges in arrival order once stored
-(``writer.py``). A token names the connection it came on: after a reconnect the broker
-sends unacknowledged messages again under the same packet ids, and an acknowledgement
-meant for the old connection could otherwise acknowledge a new message of that id.
+(without an item) and a board event (handed to ``on_event`` first), and the writer
+acknowledges in arrival order once stored (``writer.py``). A token names the connection it
+came on: after a reconnect the broker sends unacknowledged messages again under the same
+packet ids, and an acknowledgement meant for the old connection could otherwise
+acknowledge a new message of that id.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from iotpipe import topics
 from iotpipe.counters import Counters
 from iotpipe.dashboard import fasttelemetry
-from iotpipe.dashboard.mqttclient import NetworkLoop, connect_properties, make_client
 from iotpipe.dashboard.payloads import parse_meta, parse_status
 from iotpipe.dashboard.writer import Item, Token
-from iotpipe.endpoints import BrokerURL
+from iotpipe.transport import MQTT311, SESSION_EXPIRY_S, Login, NetworkThread, Options, Session
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 30
 FUTURE_LIMIT_S = 3600.0
 """A reading stamped further ahead of our clock than this is refused (``ts_in_future``):
 its receipt time is wrong, and kept it would sort after every true reading and outlive
@@ -47,53 +54,64 @@ TOPIC_CACHE = 10_000
 """Topics already split into (device, kind): every reading of a device has the same one."""
 
 
+def options(login: Login) -> Options:
+    return Options(
+        login,
+        protocol=MQTT311,
+        session_expiry_s=SESSION_EXPIRY_S,  # 3.1.1: persistent, for as long as the broker keeps it
+        manual_ack=True,
+    )
+
+
 class Ingest:
     def __init__(
         self,
-        broker: BrokerURL,
+        login: Login,
         base: str,
         client_id: str,
         sink: Callable[[Item | None, Token], None],
         counters: Counters,
         share_group: str | None = None,
-        ca_file: Path | None = None,
     ) -> None:
-        self.broker = broker
+        self.broker = login.broker
         self.base = base
         self.sink = sink
         self.counters = counters
         self.share_group = share_group
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
+        self.session = Session(options(login), client_id, counters)
+        self.client = self.session.client
+        self.connected = self.session.connected
+        self.subscribed = self.session.subscribed
         """Set once the broker has our subscriptions: from then on our persistent session
         keeps every reading for us, also while we are away."""
         self._stopping = False
         self._generation = 0
         self._ack_lock = threading.Lock()
-        self._sub_mid: int | None = None
-        self.extra_subscriptions: dict[str, Callable[[mqtt.MQTTMessage], None]] = {}
         self._topics: dict[str, tuple[str, str]] = {}
-        client = make_client(client_id)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls or ca_file:
-            client.tls_set(ca_certs=str(ca_file) if ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self.client = client
         self._messages = 0
-        self.loop = NetworkLoop(client, lambda: self._messages, self._connect_failed)
+        self.session.on_up = self._on_up
+        self.session.on_refused = self._on_refused
+        self.session.on_down = self._on_down
+        wanted = [topics.subscription(base, kind) for kind in ("status", "meta")]
+        for topic_filter in (self.telemetry_filter(), *wanted):
+            self.session.handle(topic_filter, self._on_message)
+        self.loop = NetworkThread(self.client, lambda: self._messages, self._connect_failed)
+
+    def on_event(self, handler: Callable[[mqtt.MQTTMessage], None]) -> None:
+        """Board events (the bridge's gap reports) go to ``handler``, then are acknowledged
+        in their turn like every other message."""
+
+        def handle(msg: mqtt.MQTTMessage) -> None:
+            self._messages += 1
+            token = (self._generation, msg.mid, msg.qos)
+            try:
+                handler(msg)
+            finally:
+                self.sink(None, token)
+
+        self.session.handle(topics.subscription(self.base, "event"), handle)
 
     def start(self) -> None:
-        self.client.connect_async(
-            self.broker.host,
-            self.broker.port,
-            keepalive=KEEPALIVE_S,
-            clean_start=False,
-            properties=connect_properties(),
-        )
         self.loop.start()
 
     def stop(self) -> None:
@@ -105,19 +123,13 @@ class Ingest:
         # Shared: the broker hands each reading to one member of the group.
         return f"$share/{self.share_group}/{wanted}" if self.share_group else wanted
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.warning("broker %s refused the connection: %s", self.broker, reason)
-            return
-        log.info("connected to %s (session present: %s)", self.broker, flags.session_present)
-        if not flags.session_present and self.subscribed.is_set():
+    def _on_refused(self, reason: ReasonCode) -> None:
+        log.warning("broker %s refused the connection: %s", self.broker, reason)
+
+    def _on_up(self, session_present: bool) -> None:
+        self.loop.connected()
+        log.info("connected to %s (session present: %s)", self.broker, session_present)
+        if not session_present and self.subscribed.is_set():
             # A broker killed before it ever saved our session (autosave_interval) starts
             # without it: what the bridges sent before we subscribe again went to no one.
             self.counters.inc("sessions_lost")
@@ -127,34 +139,8 @@ class Ingest:
                 "check the history with `iotpipe export` and the bridges' gap reports",
                 self.broker,
             )
-        subs = [
-            self.telemetry_filter(),
-            topics.subscription(self.base, "status"),
-            topics.subscription(self.base, "meta"),
-            *self.extra_subscriptions,
-        ]
         with self._ack_lock:
             self._generation += 1
-        _, self._sub_mid = client.subscribe([(s, 1) for s in subs])
-        self.connected.set()
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        if mid != self._sub_mid:
-            return
-        refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
-            log.error("broker %s refused our subscriptions: %s", self.broker, ", ".join(refused))
-            return
-        if not self.subscribed.is_set():
-            log.info("subscribed: the broker keeps our readings from now on")
-        self.subscribed.set()
 
     def ack(self, tokens: list[Token]) -> None:
         """Acknowledge, in order, the messages of these tokens still on this connection."""
@@ -163,15 +149,7 @@ class Ingest:
                 if qos and generation == self._generation:
                     self.client.ack(mid, qos)
 
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self.connected.clear()
+    def _on_down(self, reason: ReasonCode, was_up: bool) -> None:
         with self._ack_lock:
             self._generation += 1
         if not self._stopping:
@@ -181,17 +159,12 @@ class Ingest:
         self.counters.inc("connect_failed")
         log.warning("cannot reach broker %s; retrying", self.broker)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         self._messages += 1
         token = (self._generation, msg.mid, msg.qos)
         item: Item | None = None
         try:
-            name = msg.topic  # decoded anew on every access
-            handler = self.extra_subscriptions.get(name)
-            if handler is not None:
-                handler(msg)
-            else:
-                item = self._ingest(name, bytes(msg.payload))
+            item = self._ingest(msg.topic, bytes(msg.payload))
         except topics.PayloadRejected as exc:
             self._rejected(exc.reason, f"{msg.topic}: {exc}")
         except Exception:  # never let one message kill the network thread

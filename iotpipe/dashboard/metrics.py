@@ -35,6 +35,9 @@ COUNTERS: Mapping[str, Declared] = {
     "alert_rules_loaded": Declared("Times an alert rules file was loaded"),
     "alert_rules_rejected": Declared("Alert rules files refused (the running rules stay)"),
     "connect_failed": Declared("Failed attempts to connect to the broker"),
+    "publish_errors": Declared("Publishes paho-mqtt refused, by its error", labelled=True),
+    "subscriptions_refused": Declared("Subscriptions the broker refused"),
+    "handler_errors": Declared("Messages from the broker whose handler failed"),
     "sessions_lost": Declared(
         "Reconnects that found the broker had forgotten our session: readings may be missing"
     ),

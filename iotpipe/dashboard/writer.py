@@ -12,7 +12,8 @@ disk.
 When a commit fails (disk full, damaged file, PostgreSQL gone) the store is
 ``cannot_write``: the writer keeps the batch, acknowledges nothing and tries again with a
 backoff. Unacknowledged readings stay in our broker session, and once the broker's in-flight
-window (``ingest.RECEIVE_MAXIMUM``) is full it sends no more, so nothing piles up here.
+window (its ``max_inflight_messages``, see ``ingest``) is full it sends no more, so nothing
+piles up here.
 """
 
 from __future__ import annotations

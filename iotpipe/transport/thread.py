@@ -1,10 +1,15 @@
-"""The dashboard's paho client: public API only, acknowledged by the application.
+"""paho driven from a thread of our own through its public ``loop_read``, ``loop_write``
+and ``loop_misc`` (the dashboard's ingest), instead of ``loop_start``.
 
-``manual_ack=True`` makes paho leave each QoS 1 PUBACK to us (``Client.ack``): the writer
-acknowledges a message only after the transaction holding it committed. MQTT 5's Receive
-Maximum (``RECEIVE_MAXIMUM``) is how many unacknowledged messages the broker may have
-handed us at once: a window large enough that a commit of a few thousand readings keeps the
-stream flowing, small enough that a store that cannot write holds little here.
+paho's own loop handles one packet per ``select``; a drain of a busy session is then
+mostly system calls. Here, once the socket is readable, ``loop_read`` is called again for
+as long as it brings messages (``received`` tells), up to ``READS_PER_WAKE``; a packet
+that is not a message ends the round early, never the data (``select`` sees what is left).
+Writes — acknowledgements from another thread — wake the loop through paho's public
+``on_socket_register_write``, and go out corked (``selectloop.corked``). Reconnects follow
+``Backoff``: a connection lost waits its turn too, and only a CONNACK (``connected``) says a
+connection worked — a broker that takes the TCP connection and then drops it (a refused
+TLS client certificate, a refused login) is retried with backoff, not in a tight loop.
 """
 
 from __future__ import annotations
@@ -17,41 +22,12 @@ import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-RECEIVE_MAXIMUM = 1000
-SESSION_EXPIRY_S = 7 * 24 * 3600
-"""How long the broker keeps our subscriptions and queued readings while we are away."""
+from iotpipe.transport.backoff import Backoff
+from iotpipe.transport.selectloop import corked
 
 
-def make_client(client_id: str) -> mqtt.Client:
-    return mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
-    )
-
-
-def connect_properties() -> Properties:
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = SESSION_EXPIRY_S
-    props.ReceiveMaximum = RECEIVE_MAXIMUM
-    return props
-
-
-class NetworkLoop:
-    """paho driven from our own thread through its public ``loop_read``, ``loop_write`` and
-    ``loop_misc``, instead of ``loop_start``.
-
-    paho's own loop handles one packet per ``select``; a drain of a busy session is then
-    mostly system calls. Here, once the socket is readable, ``loop_read`` is called again
-    for as long as it brings messages (``received`` tells), up to ``READS_PER_WAKE``; a
-    packet that is not a message ends the round early, never the data (``select`` sees
-    what is left). Writes — the acknowledgements from the writer thread, publishes from
-    HTTP threads — wake the loop through paho's public ``on_socket_register_write``.
-    Reconnects with the backoff paho's own loop would use.
-    """
-
+class NetworkThread:
     READS_PER_WAKE = 2000
 
     def __init__(
@@ -59,17 +35,18 @@ class NetworkLoop:
         client: mqtt.Client,
         received: Callable[[], int],
         on_connect_fail: Callable[[], None],
-        delays: tuple[float, float] = (1.0, 30.0),
     ) -> None:
         self.client = client
         self.received = received
         self.on_connect_fail = on_connect_fail
-        self.delays = delays
+        self.backoff = Backoff()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stopping = threading.Event()
         self._closing = False
+        self._had_socket = False
+        self._up = False
         self._thread = threading.Thread(target=self._run, name="mqtt-loop", daemon=True)
         client.on_socket_register_write = lambda c, userdata, sock: self.wake()
 
@@ -94,22 +71,31 @@ class NetworkLoop:
         with contextlib.suppress(OSError):  # already woken (BlockingIOError), or closed
             self._wake_w.send(b"\0")
 
+    def connected(self) -> None:
+        """The broker accepted us (CONNACK): the next loss starts the backoff afresh."""
+        self._up = True
+        self.backoff.worked()
+
     def _run(self) -> None:
-        delay = self.delays[0]
         while not self._stopping.is_set():
             sock = self.client.socket()
             if isinstance(sock, socket.socket):  # an SSLSocket is one too
+                self._had_socket = True
                 self._once(sock)
             elif self._closing:
                 self._stopping.wait(0.05)
+            elif self._had_socket:  # lost: the next attempt waits its turn
+                self._had_socket = False
+                if not self._up:  # dropped before the broker ever said yes
+                    self.on_connect_fail()
+                self._up = False
+                self._stopping.wait(self.backoff.failed())
             else:
                 try:
                     self.client.reconnect()
-                    delay = self.delays[0]
                 except OSError:
                     self.on_connect_fail()
-                    self._stopping.wait(delay)
-                    delay = min(delay * 2, self.delays[1])
+                    self._stopping.wait(self.backoff.failed())
 
     def _once(self, sock: socket.socket) -> None:
         writing = [sock] if self.client.want_write() else []
@@ -131,5 +117,6 @@ class NetworkLoop:
                 if self.received() == before:
                     break
         if self.client.want_write():
-            self.client.loop_write()
+            with corked(self.client.socket()):  # None once a read found the connection lost
+                self.client.loop_write()
         self.client.loop_misc()

@@ -1,39 +1,41 @@
-"""Driving one paho client from the bridge's own loop, and when to (re)connect.
+"""Driving one paho client from the caller's own ``select`` loop (the bridge's).
 
-paho's ``loop_start`` thread would take the GIL from the thread that reads the port for
-every message; the bridge instead waits on the port and the MQTT sockets in one
-``select`` and calls paho's ``loop_read``/``loop_write``/``loop_misc`` itself. Only the
-blocking TCP (and TLS) connect runs on a short-lived thread, so an unreachable broker
-never stops the port being read. The policy: try at once, then back off from 1 s to 30 s,
-and start again at 1 s after a connection that worked.
+paho's ``loop_start`` thread would take the GIL from the thread that reads the serial port
+for every message; the bridge instead waits on the port and the MQTT sockets in one
+``select`` and calls paho's public ``loop_read``/``loop_write``/``loop_misc`` itself
+(``socket()`` and ``want_write()`` say what to wait for). Only the blocking TCP (and TLS)
+connect runs on a short-lived thread, so an unreachable broker never stops the port being
+read; when to try again is ``Backoff``'s policy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
+from iotpipe.transport.backoff import Backoff
+
 MISC_EVERY_S = 1.0
 CONNACK_TIMEOUT_S = 30.0
 CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux
 
 
-class Connection:
+class SelectDriver:
     def __init__(self, client: mqtt.Client, on_fail: Callable[[str], None]) -> None:
         self.client = client
         self.on_fail = on_fail
+        self.backoff = Backoff()
         self._enabled = False
         self._thread: threading.Thread | None = None
         self._error: str | None = None
         self._next_attempt = 0.0
-        self._backoff = RECONNECT_MIN_S
         self._last_misc = 0.0
         self._attempt_at = 0.0
         self._up = False
@@ -72,15 +74,8 @@ class Connection:
     def writable(self) -> None:
         """Everything paho has queued: it sends packet by packet, so the socket is corked
         meanwhile and the kernel sends full segments, not one per reading."""
-        sock = self.client.socket()
-        cork = CORK is not None and isinstance(sock, socket.socket)
-        if cork:
-            sock.setsockopt(socket.IPPROTO_TCP, CORK, 1)  # type: ignore[union-attr]
-        try:
+        with corked(self.client.socket()):
             self.client.loop_write()
-        finally:
-            if cork and sock.fileno() != -1:  # type: ignore[union-attr]
-                sock.setsockopt(socket.IPPROTO_TCP, CORK, 0)  # type: ignore[union-attr]
 
     def tick(self, now: float) -> None:
         """Keepalive while connected; a connection attempt when one is due."""
@@ -116,12 +111,11 @@ class Connection:
 
     def connected(self) -> None:
         self._up = True
-        self._backoff = RECONNECT_MIN_S
+        self.backoff.worked()
 
     def lost(self, now: float) -> None:
         self._up = False
-        self._next_attempt = now + self._backoff
-        self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
+        self._next_attempt = now + self.backoff.failed()
 
     def flush(self, done: Callable[[], bool], timeout: float) -> bool:
         """Run the network alone until ``done()`` (used when stopping)."""
@@ -142,3 +136,18 @@ class Connection:
         self._enabled = False
         if self._thread is not None:
             self._thread.join(10)
+
+
+@contextlib.contextmanager
+def corked(sock: object) -> Iterator[None]:
+    """TCP_CORK on the socket for the block (Linux): paho writes packet by packet, and
+    corked the kernel sends full segments instead of one per packet."""
+    if CORK is None or not isinstance(sock, socket.socket) or sock.fileno() == -1:
+        yield  # not Linux, or paho has just closed the socket (a lost connection)
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, CORK, 1)
+    try:
+        yield
+    finally:
+        if sock.fileno() != -1:  # paho may have closed it on an error meanwhile
+            sock.setsockopt(socket.IPPROTO_TCP, CORK, 0)
