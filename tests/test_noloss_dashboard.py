@@ -13,6 +13,7 @@ import io
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from iotpipe.topics import Telemetry
 from tests import test_dashboard_support as support
-from tests.conftest import Broker, Procs, free_port, start_broker, wait_until
+from tests.conftest import ROOT, Broker, Procs, free_port, port_open, start_broker, wait_until
 from tests.test_dashboard_support import (
     BOOT,
     Publisher,
@@ -308,3 +309,60 @@ def test_a_broker_that_forgot_the_dashboards_session_is_reported(
     broker = kill_and_restart(procs, broker)
     wait_until(lambda: dash.proc.output().count("session present: True") >= 1, 60, "reconnect")
     assert sessions_lost(dash) == 1
+
+
+# The last release before the transport and the layout changed (issue 13): its dashboard held
+# an MQTT 5 session, today's ingest resumes it as MQTT 3.1.1 under the same client id.
+PREVIOUS_RELEASE = "b0b049b"
+
+
+def _previous_release(tmp_path: Path) -> Path:
+    """That release's host code as the importable package it installed as: its top-level
+    bridge/, dashboard/ and broker/ were mapped into iotpipe/ by setuptools."""
+    old = tmp_path / "previous"
+    old.mkdir()
+    archive = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "archive",
+            PREVIOUS_RELEASE,
+            "iotpipe",
+            "bridge",
+            "dashboard",
+            "broker",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"no git history with {PREVIOUS_RELEASE} here: {archive.stderr!r}")
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    for part in ("bridge", "dashboard", "broker"):
+        (old / part).rename(old / "iotpipe" / part)
+    return old
+
+
+@pytest.mark.chaos
+def test_readings_queued_for_the_previous_releases_session_are_stored_value_by_value(
+    procs: Procs, broker: Broker, publisher: Publisher, tmp_path: Path
+) -> None:
+    old, data, port = _previous_release(tmp_path), tmp_path / "dash", free_port()
+    argv = [sys.executable, "-P", "-m", "iotpipe", "dashboard", "--broker", broker.url]
+    argv += ["--http", f"127.0.0.1:{port}", "--data", str(data)]
+    previous = RunningDashboard(
+        procs.start("old-dashboard", argv, {"PYTHONPATH": str(old)}), port, data
+    )
+    wait_until(lambda: port_open(port) or previous.proc.popen.poll() is not None, 60, "old one up")
+    assert previous.proc.popen.poll() is None, previous.proc.output()
+    wait_until(lambda: healthz(previous)[1].get("subscribed"), 60, "the old dashboard subscribed")
+    n = 3000
+    send(publisher, range(n // 3))  # stored by the old release in its history file
+    wait_until(lambda: stored(previous) >= n // 3, 60, "the old release storing")
+    assert previous.proc.stop() == 0, previous.proc.output()
+    assert "iotpipe.dashboard.runtime" in previous.proc.output(), "not the old release's code"
+    send(publisher, range(n // 3, n))  # queued in the old release's MQTT 5 session
+    dash = start_dashboard(procs, broker, data, name="dashboard-new", port=port)
+    assert_every_value(dash, n)
+    assert "Traceback" not in dash.proc.output()
