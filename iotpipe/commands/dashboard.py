@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 
+from iotpipe.mqttlogin import SETTINGS as LOGIN_SETTINGS
 from iotpipe.settings import add_settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_settings(
         parser,
-        "broker",
+        *LOGIN_SETTINGS,
         "base-topic",
         "http",
         "data",
@@ -24,12 +25,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "alert-retry",
         "http-threads",
         "command-timeout",
-        "mqtt-user",
-        "mqtt-password",
-        "mqtt-credentials",
-        "mqtt-ca",
-        "mqtt-cert",
-        "mqtt-key",
         "log-level",
     )
 
