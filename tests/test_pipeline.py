@@ -28,7 +28,10 @@ def test_board_readings_reach_a_subscriber_with_status_and_meta(
     first = readings[0]
     assert set(first) >= {"device", "boot", "seq", "ts", "uptime_ms", "metrics"}
     assert first["device"] == "e2e-1" and isinstance(first["ts"], float)
-    assert [r["seq"] for r in readings] == list(range(first["seq"], first["seq"] + len(readings)))
+    # Each once, none missing. Not strictly in order: the bridge asks the board to replay what
+    # it wrote before the port was open, and a live reading may come before that answer.
+    seqs = sorted(r["seq"] for r in readings)
+    assert seqs == list(range(seqs[0], seqs[0] + len(readings)))
     assert all(m.qos == 1 for m in sub.on("/telemetry"))
     wait_until(lambda: sub.on("e2e-1/meta"), 10, "meta")
     meta = json.loads(sub.on("e2e-1/meta")[-1].payload)
