@@ -304,7 +304,13 @@ def test_wifi_firmware_on_an_esp8266_heap(port: Port32, procs: Procs, tmp_path: 
     assert [r.seq for r in readings] == list(range(len(readings))), "every reading, in order"
     assert any(e["event"] == "sensor_error" for e in events)
     assert low >= 8 * 1024, f"{low} bytes free at the lowest; the target is 8 KB"
-    assert last["mem_alloc"] <= first["mem_alloc"], "the heap is flat over 10,000 readings"
+    # Flat, give or take the backlog's records: it holds its last 60 readings (acknowledged
+    # copies kept too), whose payloads are a few bytes longer or shorter with their values
+    # (49,056 B against 48,960 B seen). A leak of one byte per reading would be 10 KB.
+    held_variation = 1024
+    assert last["mem_alloc"] <= first["mem_alloc"] + held_variation, (
+        f"the heap grew over 10,000 readings: {first['mem_alloc']} B -> {last['mem_alloc']} B"
+    )
     assert grown["mem_alloc"] <= before["mem_alloc"], "requests leave nothing behind"
 
 

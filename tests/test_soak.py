@@ -70,13 +70,17 @@ class Pipeline:
         self.broker = start_broker(procs, tmp / "broker", free_port(), insecure=True)
         self.dash_port = free_port()
         self.dashboard = self._dashboard()
-        wait_until(lambda: "subscribed" in self.dashboard.proc.output(), 30, "subscribed")
+        wait_until(self._subscribed, 30, "the dashboard subscribed")
         self.broker.proc.popen.send_signal(signal.SIGUSR1)  # as `iotpipe up` does: see above
         saved = self.broker.data / "mosquitto.db"
         wait_until(saved.exists, 30, "the broker's first save")
         self.board = start_virtual_board(procs, tmp / "tty", DEVICE, RATE)
         self.restarts = 0
         self.bridge = self._bridge()
+
+    def _subscribed(self) -> bool:
+        body = self.dashboard.get("/healthz")[1]
+        return isinstance(body, dict) and bool(body.get("subscribed"))
 
     def _dashboard(self) -> RunningDashboard:
         return start_dashboard(

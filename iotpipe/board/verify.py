@@ -27,7 +27,6 @@ from iotpipe.endpoints import BrokerURL
 from iotpipe.errors import UserError
 from iotpipe.mqttlogin import Login, LoginFailed, connect
 from iotpipe.mqttwire import meta as mqttwire_meta
-from iotpipe.transport import properties
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ class Watch:
             print(f"  … not yet ({left:.0f} s left)", flush=True)
 
     def close(self) -> None:
-        self.session.stop_thread(properties.end_session())  # nothing left on the broker
+        self.session.end_thread()  # nothing left on the broker
 
 
 def wait_seconds(text: str) -> float:

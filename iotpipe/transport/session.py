@@ -18,6 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from iotpipe.counters import Counters
 from iotpipe.transport.backoff import RECONNECT_MAX_S, RECONNECT_MIN_S
 from iotpipe.transport.options import Options, build
+from iotpipe.transport.properties import end_session
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class Session:
         self.client = build(options, client_id)
         self.connected = threading.Event()
         self.subscribed = threading.Event()
+        self._ended = threading.Event()  # paho ended a connection (stop_thread waits for it)
+        self._unsubscribed = threading.Event()  # the broker's UNSUBACK (end_thread waits)
         """Set once the broker has granted every filter of the table (and stays set)."""
         self.refused: dict[str, str] = {}
         """Filters the broker refused, with its reason."""
@@ -59,6 +62,7 @@ class Session:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_unsubscribe = lambda *_args: self._unsubscribed.set()
 
     # -- subscriptions ------------------------------------------------------------------
     def handle(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
@@ -136,9 +140,31 @@ class Session:
         """Drive the connection on this thread until ``disconnect``."""
         self.client.loop_forever(retry_first_connection=False)
 
-    def stop_thread(self, properties: Properties | None = None) -> None:
-        """A clean disconnect (no will), then paho's thread ends."""
+    def end_thread(self, timeout: float = 5.0) -> None:
+        """Leave nothing on the broker, then paho's thread ends: the session is ended with
+        the DISCONNECT. Unsubscribed first, its answer awaited: the broker sends nothing of
+        the session after it, so the socket paho closes behind the DISCONNECT holds nothing
+        unread — closed with unread messages, it is reset, and the broker may lose the
+        DISCONNECT with it ("Broken pipe") and keep the session."""
+        with self._lock:
+            filters = list(self._handlers)
+        if filters and self.client.is_connected():
+            self._unsubscribed.clear()
+            rc, _mid = self.client.unsubscribe(filters)
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                self._unsubscribed.wait(timeout)
+        self.stop_thread(end_session(), timeout)
+
+    def stop_thread(self, properties: Properties | None = None, timeout: float = 5.0) -> None:
+        """A clean disconnect (no will), then paho's thread ends. paho's ``loop_stop`` does
+        not wait for what is queued, and the thread could end before it sent the DISCONNECT
+        (the broker then keeps the session and its will): paho says it sent it by calling
+        ``on_disconnect``, so that is waited for first."""
+        self._ended.clear()
+        was_connected = self.client.is_connected()
         self.client.disconnect(properties=properties)
+        if was_connected:
+            self._ended.wait(timeout)
         self.client.loop_stop()
 
     # -- paho's callbacks ---------------------------------------------------------------
@@ -176,6 +202,8 @@ class Session:
             self.counters.inc("subscriptions_refused", n=len(refused))
             log.error("broker %s refused our subscriptions: %s", self.broker, ", ".join(refused))
         elif complete:
+            if not self.subscribed.is_set():  # a state change: once, not on every reconnect
+                log.info("subscribed on %s to %s", self.broker, ", ".join(sorted(self._handlers)))
             self.subscribed.set()
 
     def _on_disconnect(
@@ -183,4 +211,5 @@ class Session:
     ) -> None:
         was_up = self.connected.is_set()
         self.connected.clear()
+        self._ended.set()
         self.on_down(reason, was_up)
