@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import tty
+from collections.abc import Iterator
 from pathlib import Path
 
 DEVICE = "bench"
@@ -164,22 +165,29 @@ def main() -> None:
     parser.add_argument("--qos", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median counts")
     args = parser.parse_args()
+    with local_broker("bridge-bench") as (tmp, port):
+        print(f"{args.lines} readings of {len(line(1))} bytes, {os.cpu_count()} CPUs")
+        for qos in args.qos:
+            before = os.getloadavg()[0]
+            compare(tmp, port, args.lines, qos, args.repeat)
+            print(f"       load average {before:.1f} -> {os.getloadavg()[0]:.1f}")
+
+
+@contextlib.contextmanager
+def local_broker(prefix: str) -> Iterator[tuple[Path, int]]:
+    """A scratch directory and an anonymous Mosquitto on a free loopback port in it."""
     mosquitto = shutil.which("mosquitto", path=os.environ["PATH"] + ":/usr/sbin")
     if mosquitto is None:
-        raise SystemExit("bridge_bench: mosquitto is not installed")
+        raise SystemExit(f"{prefix}: mosquitto is not installed")
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as name:
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as name:
         tmp = Path(name)
         conf = tmp / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
         broker = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
-            print(f"{args.lines} readings of {len(line(1))} bytes, {os.cpu_count()} CPUs")
-            for qos in args.qos:
-                before = os.getloadavg()[0]
-                compare(tmp, port, args.lines, qos, args.repeat)
-                print(f"       load average {before:.1f} -> {os.getloadavg()[0]:.1f}")
+            yield tmp, port
         finally:
             broker.terminate()
             broker.wait(10)

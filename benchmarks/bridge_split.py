@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -86,29 +84,16 @@ def main() -> None:
     if args.stage == "parse":
         parse_stage()
         return
-    mosquitto = shutil.which("mosquitto", path=os.environ["PATH"] + ":/usr/sbin")
-    if mosquitto is None:
-        raise SystemExit("bridge_split: mosquitto is not installed")
-    port = bench.free_port()
-    with tempfile.TemporaryDirectory(prefix="bridge-split-") as name:
-        tmp = Path(name)
-        conf = tmp / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
-        broker = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(0.5)
-            for run in range(args.repeat):
-                c_rate = bench.run_lines_tool(tmp / f"pub-{run}", port, args.lines, 0, False)[0]
-                b_rate, b_cpu, _ = bench.run_bridge(tmp / f"bridge-{run}", port, args.lines, 0)
-                s_rate, parse_cpu, pub_cpu = run_split(tmp / f"split-{run}.tty", port, args.lines)
-                print(
-                    f"load {os.getloadavg()[0]:.1f} | mosquitto_pub -l {c_rate:>7,.0f}/s"
-                    f" | bridge {b_rate / c_rate:.2f} ({b_cpu:.1f} µs CPU/reading)"
-                    f" | split {s_rate / c_rate:.2f} ({parse_cpu:.1f} + {pub_cpu:.1f} µs)"
-                )
-        finally:
-            broker.terminate()
-            broker.wait(10)
+    with bench.local_broker("bridge-split") as (tmp, port):
+        for run in range(args.repeat):
+            c_rate = bench.run_lines_tool(tmp / f"pub-{run}", port, args.lines, 0, False)[0]
+            b_rate, b_cpu, _ = bench.run_bridge(tmp / f"bridge-{run}", port, args.lines, 0)
+            s_rate, parse_cpu, pub_cpu = run_split(tmp / f"split-{run}.tty", port, args.lines)
+            print(
+                f"load {os.getloadavg()[0]:.1f} | mosquitto_pub -l {c_rate:>7,.0f}/s"
+                f" | bridge {b_rate / c_rate:.2f} ({b_cpu:.1f} µs CPU/reading)"
+                f" | split {s_rate / c_rate:.2f} ({parse_cpu:.1f} + {pub_cpu:.1f} µs)"
+            )
 
 
 if __name__ == "__main__":
