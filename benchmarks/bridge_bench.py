@@ -130,7 +130,9 @@ def run_bridge(tmp: Path, port: int, n: int, qos: int) -> tuple[float, float, fl
     pty = Pty(tmp / f"bridge-{qos}.tty")
     log = (tmp / f"bridge-{qos}.log").open("wb")
     profile = os.environ.get("BRIDGE_PROFILE")  # a file name: run the bridge under cProfile
-    python = [sys.executable, *(["-m", "cProfile", "-o", f"{profile}.{qos}"] if profile else [])]
+    # -P: the iotpipe of PYTHONPATH when one is given (another tree), not the current dir's
+    python = [sys.executable, "-P"]
+    python += ["-m", "cProfile", "-o", f"{profile}.{qos}"] if profile else []
     argv = [*python, "-m", "iotpipe", "bridge", "--serial", str(pty.link)]
     argv += ["--broker", f"mqtt://127.0.0.1:{port}", "--qos", str(qos), "--device-id", DEVICE]
     argv += ["--spool", str(tmp / f"spool-{qos}"), "--ha-discovery", "off"]
