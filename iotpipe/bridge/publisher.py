@@ -22,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from iotpipe.bridge.statelog import changed
 from iotpipe.bridge.translate import Message
 from iotpipe.counters import Counters
-from iotpipe.transport import SESSION_EXPIRY_S, Handler, Login, Options, SelectDriver, Session, Will
+from iotpipe.transport import SESSION_EXPIRY_S, Handler, Login, Options, SelectDriver, Session
 from iotpipe.transport import properties as props
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def options_for(login: Login, will: Message, persistent: bool) -> Options:
     return Options(
         login,
         session_expiry_s=SESSION_EXPIRY_S if persistent else 0,
-        will=Will(will.topic, will.payload, qos=1, retain=True),
+        will=will,  # the contract's retained offline status (translate.py)
         # No in-flight limit of paho's own: on every PUBACK paho walks each message it holds
         # to find the next to send (5 to 20 µs per QoS 1 reading, docs/benchmarks.md). The
         # outbox keeps its readings within its window instead (outbox.WINDOW).

@@ -16,7 +16,7 @@ from iotpipe.transport.blocking import (
     Unreachable,
     connect_now,
 )
-from iotpipe.transport.options import MQTT5, MQTT311, SESSION_EXPIRY_S, Login, Options, Will
+from iotpipe.transport.options import MQTT5, MQTT311, SESSION_EXPIRY_S, Login, Options
 from iotpipe.transport.selectloop import SelectDriver
 from iotpipe.transport.session import Handler, Session
 from iotpipe.transport.thread import NetworkThread
@@ -37,6 +37,5 @@ __all__ = [
     "Session",
     "TLSFailed",
     "Unreachable",
-    "Will",
     "connect_now",
 ]

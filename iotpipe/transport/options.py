@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from iotpipe.endpoints import BrokerURL
+from iotpipe.topics import Message
 from iotpipe.transport.properties import connect_properties
 
 MQTT5 = 5
@@ -43,14 +44,6 @@ class Login:
 
 
 @dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True, slots=True)
 class Options:
     """Everything about a connection but the client id.
 
@@ -69,7 +62,7 @@ class Options:
     keepalive: int = KEEPALIVE_S
     session_expiry_s: int = 0
     fresh_first: bool = False
-    will: Will | None = None
+    will: Message | None = None  # what the broker publishes for us if we vanish
     receive_maximum: int | None = None
     manual_ack: bool = False
     max_inflight: int | None = None
